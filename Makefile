@@ -1,0 +1,97 @@
+# klikit-webhooks: every target installs what it needs first (virtual environment, CDK CLI).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PORT ?= 3000
+# Python 3.13 is the Lambda runtime: use it when the machine has it, else the default python3.
+PYTHON_313 := $(shell command -v python3.13 2>/dev/null || ls -d $$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1)
+BASE_PYTHON := $(if $(PYTHON_313),$(PYTHON_313),python3)
+
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export CDK_DISABLE_VERSION_CHECK := 1
+export CDK_DISABLE_CLI_TELEMETRY := 1
+CDK := node_modules/.bin/cdk
+CDK_FLAGS := --no-notices
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@if [ -z "$(PYTHON_313)" ]; then echo "python3.13 not found: using $$(python3 --version) (Lambda runs 3.13)"; fi
+	@test -x $(PY) || $(BASE_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+$(CDK): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## create .venv and install the pinned dependencies
+
+.PHONY: local
+local: $(STAMP) ## run the whole pipeline offline: moto + the real handlers behind http://127.0.0.1:$(PORT)
+	$(PY) -m tools.cli local --port $(PORT)
+
+.PHONY: test
+test: lint typecheck pytest ## everything CI runs: ruff, mypy, pytest
+
+.PHONY: lint
+lint: $(STAMP) ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+.PHONY: format
+format: $(STAMP) ## apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+.PHONY: typecheck
+typecheck: $(STAMP) ## mypy
+	$(VENV)/bin/mypy
+
+.PHONY: pytest
+pytest: $(STAMP) ## the test suites (unit, integration, infra, local stack)
+	$(PY) -m pytest -n 2 --dist loadgroup -q
+
+.PHONY: bench
+bench: $(STAMP) ## benchmarks against same-run baselines; writes bench-results.json
+	$(PY) -m bench
+
+.PHONY: fuzz
+fuzz: $(STAMP) ## hostile-input fuzzing of the receiver, 100,000+ cases
+	KLIKIT_FUZZ_EXAMPLES=100000 $(PY) -m pytest -q -p no:randomly tests/reliability -k hostile
+
+.PHONY: soak
+soak: $(STAMP) ## the property-based pipeline test with far more examples
+	KLIKIT_SOAK_EXAMPLES=5000 $(PY) -m pytest -q tests/reliability -k property
+
+.PHONY: synth
+synth: $(STAMP) $(CDK) ## synthesize the CloudFormation template into cdk.out (offline)
+	$(CDK) synth $(CDK_FLAGS) --quiet
+
+.PHONY: diff
+diff: $(STAMP) $(CDK) ## compare the stack with what is deployed
+	$(CDK) diff $(CDK_FLAGS)
+
+.PHONY: deploy
+deploy: $(STAMP) $(CDK) ## deploy the stack to the AWS account in your environment
+	$(CDK) deploy $(CDK_FLAGS) --require-approval broadening
+
+.PHONY: destroy
+destroy: $(STAMP) $(CDK) ## delete the stack (a prod stage keeps its tables, bucket and secret)
+	$(CDK) destroy $(CDK_FLAGS)
+
+.PHONY: logs
+logs: $(STAMP) ## tail CloudWatch logs: make logs ARGS="--follow --since 10m --filter ERROR"
+	$(PY) -m tools.cli logs $(ARGS)
+
+.PHONY: clean
+clean: ## remove build output (keeps .venv and node_modules)
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache .hypothesis .local bench-results.json

@@ -1,0 +1,186 @@
+"""The queue message contract between the receiver and the processor.
+
+A verified delivery travels on SQS as its raw body, unchanged, with its metadata in message attributes:
+
+| attribute       | value                                                                 |
+|-----------------|-----------------------------------------------------------------------|
+| `event_id`      | `x-klikit-event-id`                                                   |
+| `event_type`    | `x-klikit-event-type` (any value: unknown types are the processor's call) |
+| `received_at`   | ISO-8601 UTC time the receiver took the delivery                      |
+| `body_sha256`   | hex SHA-256 of the raw body bytes                                     |
+| `body_encoding` | `utf-8` (body is the text), `base64` (bytes were not SQS-safe text) or `empty` |
+| `body_s3_uri`   | only when the body was too big for SQS: `s3://bucket/key` of the raw bytes (claim check) |
+
+`read_body` is the one function that gives the processor back the exact bytes klikit signed, in either form.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from klikit.errors import BodyIntegrityError, PoisonDelivery
+
+EVENT_ID = "event_id"
+EVENT_TYPE = "event_type"
+RECEIVED_AT = "received_at"
+BODY_SHA256 = "body_sha256"
+BODY_ENCODING = "body_encoding"
+BODY_S3_URI = "body_s3_uri"
+
+UTF8 = "utf-8"
+BASE64 = "base64"
+EMPTY = "empty"  # SQS refuses an empty MessageBody, and klikit's signature over zero bytes is still a delivery
+
+CLAIM_CHECK_PREFIX = "claim-checks/"
+ARCHIVE_PREFIX = "archive/"
+
+# Characters SQS accepts in a message body (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html).
+_NOT_SQS_SAFE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A verified klikit delivery: the raw bytes and what the headers said about them."""
+
+    event_id: str
+    event_type: str
+    body: bytes
+    received_at: str
+
+    @property
+    def body_sha256(self) -> str:
+        return hashlib.sha256(self.body).hexdigest()
+
+
+def object_key(prefix: str, event_id: str, suffix: str = "") -> str:
+    """An S3 key that holds `event_id` literally (URL-quoted) so anyone can find a delivery by its id."""
+    return f"{prefix}{quote(event_id, safe='')}{suffix}"
+
+
+def claim_check_key(delivery: Delivery) -> str:
+    return object_key(CLAIM_CHECK_PREFIX, delivery.event_id, f"/{delivery.body_sha256}")
+
+
+def archive_key(event_id: str) -> str:
+    return object_key(ARCHIVE_PREFIX, event_id)
+
+
+def body_as_text(body: bytes) -> tuple[str, str]:
+    """(message body, encoding): the raw text when SQS can carry it unchanged, else base64."""
+    if not body:
+        return "(empty body)", EMPTY
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text and not _NOT_SQS_SAFE.search(text):
+        return text, UTF8
+    return base64.b64encode(body).decode("ascii"), BASE64
+
+
+def _string_attributes(values: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    return {name: {"DataType": "String", "StringValue": value} for name, value in values.items()}
+
+
+def sqs_message(delivery: Delivery, body_s3_uri: str | None = None) -> tuple[str, dict[str, dict[str, str]]]:
+    """(MessageBody, MessageAttributes) for SendMessage, inline or as a claim check pointing at `body_s3_uri`."""
+    attributes = {
+        EVENT_ID: delivery.event_id,
+        EVENT_TYPE: delivery.event_type,
+        RECEIVED_AT: delivery.received_at,
+        BODY_SHA256: delivery.body_sha256,
+    }
+    if body_s3_uri is None:
+        text, encoding = body_as_text(delivery.body)
+        attributes[BODY_ENCODING] = encoding
+    else:
+        text = json.dumps({"claim_check": body_s3_uri, "bytes": len(delivery.body)})
+        attributes[BODY_ENCODING] = UTF8
+        attributes[BODY_S3_URI] = body_s3_uri
+    return text, _string_attributes(attributes)
+
+
+def sqs_message_size(body: str, attributes: Mapping[str, Mapping[str, str]]) -> int:
+    """Bytes SQS counts against MaximumMessageSize: body plus each attribute's name, type and value."""
+    size = len(body.encode("utf-8"))
+    for name, attribute in attributes.items():
+        size += len(name.encode()) + len(attribute["DataType"].encode()) + len(attribute["StringValue"].encode())
+    return size
+
+
+@dataclass(frozen=True)
+class QueuedDelivery:
+    """One SQS record as the processor sees it, before the body is resolved."""
+
+    message_id: str
+    event_id: str
+    event_type: str
+    received_at: str
+    body_sha256: str
+    body_encoding: str
+    message_body: str
+    body_s3_uri: str | None
+
+
+def _attribute(attributes: Mapping[str, Any], name: str) -> str | None:
+    value = attributes.get(name)
+    if not isinstance(value, Mapping):
+        return None
+    text = value.get("stringValue", value.get("StringValue"))
+    return text if isinstance(text, str) else None
+
+
+def queued_delivery(record: Mapping[str, Any]) -> QueuedDelivery:
+    """Read a Lambda SQS event record (or a boto3 ReceiveMessage message); PoisonDelivery if it is not ours."""
+    attributes = record.get("messageAttributes") or record.get("MessageAttributes") or {}
+    required = {name: _attribute(attributes, name) for name in (EVENT_ID, EVENT_TYPE, RECEIVED_AT, BODY_SHA256)}
+    missing = sorted(name for name, value in required.items() if not value)
+    if missing:
+        raise PoisonDelivery("not_a_klikit_delivery", f"message attributes missing: {', '.join(missing)}")
+    return QueuedDelivery(
+        message_id=str(record.get("messageId") or record.get("MessageId") or ""),
+        event_id=required[EVENT_ID] or "",
+        event_type=required[EVENT_TYPE] or "",
+        received_at=required[RECEIVED_AT] or "",
+        body_sha256=required[BODY_SHA256] or "",
+        body_encoding=_attribute(attributes, BODY_ENCODING) or UTF8,
+        message_body=str(record.get("body", record.get("Body", ""))),
+        body_s3_uri=_attribute(attributes, BODY_S3_URI),
+    )
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise PoisonDelivery("bad_claim_check", f"not an s3 uri: {uri[:200]}")
+    bucket, key = uri[5:].split("/", 1)
+    return bucket, key
+
+
+def read_body(queued: QueuedDelivery, get_object: Callable[[str, str], bytes]) -> bytes:
+    """The exact bytes klikit signed, from the message itself or from S3, checked against the recorded SHA-256.
+
+    `get_object(bucket, key)` returns an S3 object's bytes; it is only called for claim checks.
+    """
+    if queued.body_s3_uri:
+        body = get_object(*split_s3_uri(queued.body_s3_uri))
+    elif queued.body_encoding == EMPTY:
+        body = b""
+    elif queued.body_encoding == BASE64:
+        try:
+            body = base64.b64decode(queued.message_body, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise PoisonDelivery("bad_body_encoding", "body_encoding is base64 but the body is not") from exc
+    else:
+        body = queued.message_body.encode("utf-8")
+    actual = hashlib.sha256(body).hexdigest()
+    if actual != queued.body_sha256:
+        raise BodyIntegrityError(queued.body_sha256, actual)
+    return body

@@ -1,0 +1,29 @@
+"""Names shared by the code that emits logs and metrics and the stack that alarms on them."""
+
+from __future__ import annotations
+
+METRICS_NAMESPACE = "KlikitWebhooks"
+RECEIVER_SERVICE = "klikit-receiver"
+PROCESSOR_SERVICE = "klikit-processor"
+
+# receiver metrics (dimension: service)
+RECEIVED = "DeliveriesReceived"
+REJECTED_MISSING_HEADERS = "RejectedMissingHeaders"
+REJECTED_INVALID_HEADERS = "RejectedInvalidHeaders"
+REJECTED_BODY_ENCODING = "RejectedBodyEncoding"
+REJECTED_TOO_LARGE = "RejectedTooLarge"
+REJECTED_SIGNATURE = "RejectedInvalidSignature"
+DUPLICATES = "Duplicates"
+DUPLICATE_BODY_DIFFERS = "DuplicatesWithDifferentBody"
+IN_FLIGHT_CONFLICTS = "InFlightConflicts"
+ENQUEUED = "Enqueued"
+OFFLOADED_TO_S3 = "OffloadedToS3"
+ENQUEUE_FAILURES = "EnqueueFailures"
+SECRET_REFRESHES = "SecretRefreshes"
+
+# processor metrics (dimensions: service, and event_type where it says so)
+PROCESSED = "EventsProcessed"
+PROCESSING_FAILED = "EventsFailed"
+QUARANTINED = "EventsQuarantined"
+STALE_IGNORED = "StaleEventsIgnored"
+UNKNOWN_EVENT_TYPE = "UnknownEventTypes"

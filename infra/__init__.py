@@ -1,0 +1,1 @@
+"""CDK app for klikit-webhooks."""

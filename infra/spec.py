@@ -1,0 +1,39 @@
+"""What the stack's stateful resources are, in plain Python (no CDK import).
+
+The CDK constructs and the offline local stack (tools/local) both build from these definitions, so the
+tables, queues and bucket you test against locally are the ones `cdk deploy` creates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from klikit.delivery import ARCHIVE_PREFIX, CLAIM_CHECK_PREFIX
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    logical_id: str
+    partition_key: str
+    ttl_attribute: str | None
+    point_in_time_recovery: bool
+
+
+# Powertools idempotency's default attribute names ("id", "expiration").
+IDEMPOTENCY_TABLE = TableSpec("IdempotencyTable", "id", "expiration", point_in_time_recovery=False)
+EFFECTS_TABLE = TableSpec("EffectsTable", "id", "expiration", point_in_time_recovery=False)
+ORDERS_TABLE = TableSpec("OrdersTable", "order_id", None, point_in_time_recovery=True)
+TABLES = (IDEMPOTENCY_TABLE, EFFECTS_TABLE, ORDERS_TABLE)
+
+QUEUE_MAX_MESSAGE_BYTES = 1024 * 1024  # SQS maximum; bodies above it go to S3 as a claim check
+DLQ_RETENTION_DAYS = 14
+QUEUE_RETENTION_DAYS = 4
+
+CLAIM_CHECKS_PREFIX = CLAIM_CHECK_PREFIX
+ARCHIVE_OBJECTS_PREFIX = ARCHIVE_PREFIX
+# A claim check is needed only until the message is processed or leaves the DLQ.
+CLAIM_CHECK_EXPIRY_DAYS = DLQ_RETENTION_DAYS + QUEUE_RETENTION_DAYS
+
+RECEIVER_HANDLER = "receiver.handler.lambda_handler"
+PROCESSOR_HANDLER = "processor.handler.lambda_handler"
+FUNCTIONS_DIR = "functions"

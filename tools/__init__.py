@@ -1,0 +1,1 @@
+"""Operator tooling: the offline local stack and the klikit command-line tool."""

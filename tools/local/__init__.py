@@ -1,0 +1,1 @@
+"""The offline local stack: moto standing in for AWS, the real handlers behind a real HTTP endpoint."""
