@@ -37,3 +37,17 @@ CLAIM_CHECK_EXPIRY_DAYS = DLQ_RETENTION_DAYS + QUEUE_RETENTION_DAYS
 RECEIVER_HANDLER = "receiver.handler.lambda_handler"
 PROCESSOR_HANDLER = "processor.handler.lambda_handler"
 FUNCTIONS_DIR = "functions"
+
+# Stack outputs: the CLI reads a deployed stack through these keys, the stack emits them.
+DEFAULT_STACK_NAME = "KlikitWebhooks"
+OUTPUT_WEBHOOK_URL = "WebhookUrl"
+OUTPUT_QUEUE_URL = "QueueUrl"
+OUTPUT_DLQ_URL = "DeadLetterQueueUrl"
+OUTPUT_IDEMPOTENCY_TABLE = "IdempotencyTableName"
+OUTPUT_EFFECTS_TABLE = "EffectsTableName"
+OUTPUT_ORDERS_TABLE = "OrdersTableName"
+OUTPUT_BUCKET = "PayloadBucketName"
+OUTPUT_SECRET_ARN = "WebhookSecretArn"
+OUTPUT_DASHBOARD_URL = "DashboardUrl"
+OUTPUT_RECEIVER_LOG_GROUP = "ReceiverLogGroupName"
+OUTPUT_PROCESSOR_LOG_GROUP = "ProcessorLogGroupName"

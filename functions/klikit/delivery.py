@@ -11,6 +11,9 @@ A verified delivery travels on SQS as its raw body, unchanged, with its metadata
 | `body_encoding` | `utf-8` (body is the text), `base64` (bytes were not SQS-safe text) or `empty` |
 | `body_s3_uri`   | only when the body was too big for SQS: `s3://bucket/key` of the raw bytes (claim check) |
 
+A poison delivery that the processor quarantines keeps its body and attributes and gains `quarantine_reason`
+and `quarantine_detail`. The archive holds each delivery's raw bytes at `archive_key(event_id)`.
+
 `read_body` is the one function that gives the processor back the exact bytes klikit signed, in either form.
 """
 
@@ -34,6 +37,9 @@ RECEIVED_AT = "received_at"
 BODY_SHA256 = "body_sha256"
 BODY_ENCODING = "body_encoding"
 BODY_S3_URI = "body_s3_uri"
+# Added by the processor when it moves a poison delivery to the DLQ itself; removed again by a redrive.
+QUARANTINE_REASON = "quarantine_reason"
+QUARANTINE_DETAIL = "quarantine_detail"
 
 UTF8 = "utf-8"
 BASE64 = "base64"
