@@ -109,3 +109,37 @@ def api_event(
         "body": base64.b64encode(body).decode() if base64_encoded else body.decode("utf-8"),
         "isBase64Encoded": base64_encoded,
     }
+
+
+class StructuredLogs:
+    """What the Powertools loggers wrote (their JSON lines), redirected from stdout for the test."""
+
+    def __init__(self) -> None:
+        import io
+
+        self.buffer = io.StringIO()
+
+    @property
+    def text(self) -> str:
+        return self.buffer.getvalue()
+
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.text.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def structured_logs() -> Iterator[StructuredLogs]:
+    """Every Powertools logger that exists (the test module imported its handler) writes into one buffer."""
+    import logging
+
+    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+    logs = StructuredLogs()
+    swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
+    for candidate in list(logging.Logger.manager.loggerDict.values()):
+        for handler in getattr(candidate, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and isinstance(handler.formatter, LambdaPowertoolsFormatter):
+                swapped.append((handler, handler.setStream(logs.buffer)))
+    yield logs
+    for handler, stream in swapped:
+        handler.setStream(stream)

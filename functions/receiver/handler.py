@@ -1,0 +1,88 @@
+"""Lambda entry point for POST /webhooks/klikit (API Gateway REST proxy). Thin: parse, call Intake, reply.
+
+Imports are kept lean on purpose (no pydantic, no X-Ray SDK, no router): klikit waits on this cold start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from klikit import observability as names
+from klikit.errors import KlikitError
+from klikit.headers import EVENT_ID, EVENT_TYPE
+from receiver import responses
+from receiver.intake import Intake
+from receiver.request import from_api_gateway
+from receiver.wiring import build_intake
+
+logger = Logger(service=names.RECEIVER_SERVICE)
+metrics = Metrics(namespace=names.METRICS_NAMESPACE, service=names.RECEIVER_SERVICE)
+
+_intake: Intake | None = None
+
+
+def reset() -> None:
+    """Forget the cold-start wiring (tests point each case at a fresh moto)."""
+    global _intake
+    _intake = None
+
+
+def _get_intake() -> Intake:
+    global _intake
+    if _intake is None:
+        _intake = build_intake()
+    return _intake
+
+
+def _first(headers: dict[str, list[str]], name: str) -> str | None:
+    values = headers.get(name)
+    return values[0][:256] if values else None
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    metrics.add_metric(name=names.RECEIVED, unit=MetricUnit.Count, value=1)
+    headers: dict[str, list[str]] = {}
+    try:
+        request = from_api_gateway(event)
+        headers = request.headers
+        logger.set_correlation_id(_first(request.headers, EVENT_ID))
+        receipt = _get_intake().receive(request, context)
+    except KlikitError as exc:
+        reply = responses.for_error(exc)
+        log = logger.warning if reply.status < 500 else logger.error
+        log(
+            "delivery not accepted",
+            outcome=reply.outcome,
+            status=reply.status,
+            reason=str(exc),
+            event_type=_first(headers, EVENT_TYPE),
+        )
+    except Exception:  # any bug still gets a JSON reply, and klikit will retry
+        logger.exception("receiver failed unexpectedly")
+        reply = responses.for_error(RuntimeError())
+    else:
+        reply = responses.for_receipt(receipt)
+        admission = receipt.admission
+        if admission.offloaded_to_s3 and not admission.duplicate:
+            metrics.add_metric(name=names.OFFLOADED_TO_S3, unit=MetricUnit.Count, value=1)
+        if receipt.secret_refreshed:
+            metrics.add_metric(name=names.SECRET_REFRESHES, unit=MetricUnit.Count, value=1)
+        if admission.body_differs:
+            metrics.add_metric(name=names.DUPLICATE_BODY_DIFFERS, unit=MetricUnit.Count, value=1)
+            logger.warning("repeat of an event id with a different body: answered as a duplicate")
+        logger.info(
+            "delivery accepted",
+            outcome=reply.outcome,
+            event_type=receipt.event_type,
+            body_bytes=receipt.body_bytes,
+            message_id=admission.message_id,
+            offloaded_to_s3=admission.offloaded_to_s3,
+        )
+    metrics.add_metric(name=reply.metric, unit=MetricUnit.Count, value=1)
+    return reply.to_api_gateway()
