@@ -1,0 +1,123 @@
+"""Build what SQS hands the processor from the real message contract, and read back what it left behind."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from klikit.delivery import Delivery, sqs_message
+from tests.conftest import load_fixture
+from tools.local.resources import LocalResources
+
+QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:klikit-local-deliveries"
+
+
+def delivery(
+    body: bytes | str,
+    event_type: str,
+    *,
+    event_id: str | None = None,
+    received_at: str = "2026-06-25T09:30:00Z",
+) -> Delivery:
+    """A verified delivery; `body` is a fixture file name or the raw bytes."""
+    raw = load_fixture(body) if isinstance(body, str) else body
+    return Delivery(event_id or f"evt-{uuid.uuid4()}", event_type, raw, received_at)
+
+
+def lambda_record(
+    message_body: str, attributes: Mapping[str, Mapping[str, str]], receive_count: int = 1
+) -> dict[str, Any]:
+    """One record of Lambda's SQS event, shaped like the event source mapping sends it."""
+    return {
+        "messageId": str(uuid.uuid4()),
+        "receiptHandle": base64.b64encode(uuid.uuid4().bytes).decode(),
+        "body": message_body,
+        "attributes": {
+            "ApproximateReceiveCount": str(receive_count),
+            "SentTimestamp": "1782379800000",
+            "SenderId": "AIDAEXAMPLE",
+            "ApproximateFirstReceiveTimestamp": "1782379800001",
+        },
+        "messageAttributes": {
+            name: {
+                "stringValue": value["StringValue"],
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": value["DataType"],
+            }
+            for name, value in attributes.items()
+        },
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": QUEUE_ARN,
+        "awsRegion": "us-east-1",
+    }
+
+
+def sqs_record(item: Delivery, *, body_s3_uri: str | None = None, receive_count: int = 1) -> dict[str, Any]:
+    body, attributes = sqs_message(item, body_s3_uri=body_s3_uri)
+    return lambda_record(body, attributes, receive_count)
+
+
+def sqs_event(*records: dict[str, Any]) -> dict[str, Any]:
+    return {"Records": list(records)}
+
+
+def failed_ids(response: Mapping[str, Any]) -> list[str]:
+    return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
+
+
+def order_item(aws: LocalResources, order_id: str) -> dict[str, Any] | None:
+    import boto3
+
+    table = boto3.resource("dynamodb").Table(aws.orders_table)
+    item: dict[str, Any] | None = table.get_item(Key={"order_id": order_id}, ConsistentRead=True).get("Item")
+    return item
+
+
+@dataclass(frozen=True)
+class DlqMessage:
+    body: str
+    attributes: dict[str, str]
+
+
+def dlq_messages(aws: LocalResources) -> list[DlqMessage]:
+    import boto3
+
+    response = boto3.client("sqs").receive_message(
+        QueueUrl=aws.dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=0
+    )
+    return [
+        DlqMessage(
+            body=message["Body"],
+            attributes={name: value["StringValue"] for name, value in message.get("MessageAttributes", {}).items()},
+        )
+        for message in response.get("Messages", [])
+    ]
+
+
+def metrics(stdout: str) -> dict[tuple[str, str], float]:
+    """{(metric name, event_type dimension): value} from the EMF lines the processor printed."""
+    found: dict[tuple[str, str], float] = {}
+    for line in stdout.splitlines():
+        if not line.startswith("{") or '"_aws"' not in line:
+            continue
+        document = json.loads(line)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                key = (metric["Name"], document.get("event_type", ""))
+                found[key] = found.get(key, 0) + document[metric["Name"]]
+    return found
+
+
+def log_records(stdout: str) -> list[dict[str, Any]]:
+    """The processor's structured log lines."""
+    records = []
+    for line in stdout.splitlines():
+        if line.startswith("{") and '"_aws"' not in line:
+            records.append(json.loads(line))
+    return records
