@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 3000
 # Python 3.13 is the Lambda runtime: use it when the machine has it, else the default python3.
-PYTHON_313 := $(shell command -v python3.13 2>/dev/null || ls -d $$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1)
+PYTHON_313 := $(shell for p in python3.13 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3.13 2>/dev/null | sort -V | tail -n 1); do "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 BASE_PYTHON := $(if $(PYTHON_313),$(PYTHON_313),python3)
 
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
