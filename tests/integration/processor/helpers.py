@@ -110,7 +110,7 @@ def metrics(stdout: str) -> dict[tuple[str, str], float]:
         for directive in document["_aws"]["CloudWatchMetrics"]:
             for metric in directive["Metrics"]:
                 key = (metric["Name"], document.get("event_type", ""))
-                found[key] = found.get(key, 0) + document[metric["Name"]]
+                found[key] = found.get(key, 0) + sum(document[metric["Name"]])
     return found
 
 
