@@ -1,0 +1,41 @@
+"""CDK entry point (cdk.json runs `.venv/bin/python -m infra.app`): one stack, checked by cdk-nag AwsSolutions."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+# The stack imports names from the functions' own package (klikit.settings, klikit.observability).
+_FUNCTIONS = str(Path(__file__).resolve().parent.parent / "functions")
+if _FUNCTIONS not in sys.path:
+    sys.path.insert(0, _FUNCTIONS)
+
+import aws_cdk as cdk  # noqa: E402
+from cdk_nag import AwsSolutionsChecks  # noqa: E402
+
+from infra.config import load_config  # noqa: E402
+from infra.nag import acknowledge_findings  # noqa: E402
+from infra.stack import KlikitWebhooksStack  # noqa: E402
+
+
+def build_app(
+    context: Mapping[str, Any] | None = None, outdir: str | None = None
+) -> tuple[cdk.App, KlikitWebhooksStack]:
+    """The app with its stack. The CLI passes cdk.json's context itself; tests pass it in (cdk.App does not read it)."""
+    app = cdk.App(context=dict(context) if context is not None else None, outdir=outdir)
+    config = load_config(app.node.get_all_context())
+    stack = KlikitWebhooksStack(app, config.stack_name, config=config)
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    acknowledge_findings(stack)
+    return app, stack
+
+
+def main() -> None:
+    app, _ = build_app()
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

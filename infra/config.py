@@ -1,0 +1,267 @@
+"""The deployment's settings: cdk.json context, validated once, with errors that name the bad key and value.
+
+No CDK import here: the offline local stack (tools/local) reads the same cdk.json through `read_cdk_json_context`
+and `load_config`, so a DLQ receive count or TTL set for AWS is the one you run locally.
+
+Values passed on the command line (`cdk deploy -c key=value`) arrive as strings; they are parsed like cdk.json values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra import spec
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CDK_JSON = REPO_ROOT / "cdk.json"
+REQUIREMENTS_TXT = REPO_ROOT / "requirements.txt"
+
+STAGES = ("dev", "prod")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# The retention periods CloudWatch Logs accepts.
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
+# SQS caps the visibility timeout at 12 hours; the queue's is 6x the processor timeout.
+SQS_MAX_VISIBILITY_SECONDS = 43_200
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+_SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$")
+
+
+class ConfigError(ValueError):
+    """A context value is missing its shape; the message names the key and the value."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    stage: str = "dev"
+    stack_name: str = spec.DEFAULT_STACK_NAME
+    allowed_cidrs: tuple[str, ...] = ()
+    alarm_email: str | None = None
+    webhook_secret: str | None = None  # name or ARN of an existing secret; None = the stack creates one
+    idempotency_ttl_days: int = 30
+    archive_expiry_days: int = 30
+    log_retention_days: int = 30
+    log_level: str = "INFO"
+    throttle_rate_limit: float = 50.0
+    throttle_burst_limit: int = 100
+    receiver_memory_mb: int = 256
+    processor_memory_mb: int = 512
+    processor_timeout_seconds: int = 30
+    processor_reserved_concurrency: int | None = 5
+    dlq_max_receive_count: int = 5
+    fan_out: bool = False
+    signature_rejection_alarm_threshold: int = 10
+    queue_age_alarm_seconds: int = 600
+
+    @property
+    def retain_data(self) -> bool:
+        """Tables, bucket, secret and log groups survive `cdk destroy` in prod; dev tears everything down."""
+        return self.stage == "prod"
+
+    @property
+    def queue_visibility_timeout_seconds(self) -> int:
+        # AWS guidance: at least 6x the function timeout, so retries of a throttled batch do not redeliver early.
+        return 6 * self.processor_timeout_seconds
+
+
+# key -> (parser, default); the parser receives (key, raw value) and raises ConfigError.
+def _bad(key: str, value: Any, expected: str) -> ConfigError:
+    return ConfigError(f"invalid cdk.json context {key!r}: {value!r} ({expected})")
+
+
+def _int(key: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool):
+        raise _bad(key, value, f"expected an integer from {lo} to {hi}")
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise _bad(key, value, f"expected an integer from {lo} to {hi}") from None
+    if not isinstance(value, int) or not lo <= value <= hi:
+        raise _bad(key, value, f"expected an integer from {lo} to {hi}")
+    return value
+
+
+def _number(key: str, value: Any, lo: float, hi: float) -> float:
+    raw = value
+    if isinstance(value, bool):
+        raise _bad(key, raw, f"expected a number from {lo:g} to {hi:g}")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise _bad(key, raw, f"expected a number from {lo:g} to {hi:g}") from None
+    if not isinstance(value, int | float) or not lo <= value <= hi:
+        raise _bad(key, raw, f"expected a number from {lo:g} to {hi:g}")
+    return float(value)
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise _bad(key, value, "expected true or false")
+
+
+def _optional_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
+    return None
+
+
+def _cidrs(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        text = value.strip()
+        value = json.loads(text) if text.startswith("[") else [part for part in text.split(",") if part.strip()]
+    if not isinstance(value, list):
+        raise _bad(key, value, 'expected a list of CIDR blocks such as ["203.0.113.0/24"]')
+    cidrs = []
+    for item in value:
+        try:
+            cidrs.append(str(ipaddress.ip_network(str(item).strip(), strict=True)))
+        except ValueError:
+            raise _bad(key, item, "expected a CIDR block such as 203.0.113.0/24, with no host bits set") from None
+    return tuple(cidrs)
+
+
+def _choice(key: str, value: Any, choices: tuple[Any, ...]) -> Any:
+    if isinstance(value, str) and isinstance(choices[0], int):
+        with contextlib.suppress(ValueError):
+            value = int(value)
+    if isinstance(value, str):
+        value = value.strip()
+        if isinstance(choices[0], str) and choices[0].isupper():
+            value = value.upper()
+    if isinstance(value, bool) or value not in choices:
+        raise _bad(key, value, "expected one of " + ", ".join(str(choice) for choice in choices))
+    return value
+
+
+def _parse(key: str, value: Any) -> Any:
+    if key == "stage":
+        return _choice(key, value, STAGES)
+    if key == "stack_name":
+        if not isinstance(value, str) or not _STACK_NAME.match(value):
+            raise _bad(key, value, "expected a CloudFormation stack name: letters, digits and hyphens")
+        return value
+    if key == "allowed_cidrs":
+        return _cidrs(key, value)
+    if key == "alarm_email":
+        email = _optional_str(value)
+        if value not in (None, "") and (email is None or not _EMAIL.match(email)):
+            raise _bad(key, value, "expected an email address, or empty for no subscription")
+        return email
+    if key == "webhook_secret":
+        name = _optional_str(value)
+        if value not in (None, "") and (
+            name is None or not (_SECRET_ARN.match(name) or (not name.startswith("arn:") and _SECRET_NAME.match(name)))
+        ):
+            raise _bad(key, value, "expected a Secrets Manager secret name or ARN, or empty to create one")
+        return name
+    if key in ("idempotency_ttl_days", "archive_expiry_days"):
+        return _int(key, value, 1, 3650)
+    if key == "log_retention_days":
+        return _choice(key, value, LOG_RETENTION_DAYS)
+    if key == "log_level":
+        return _choice(key, value, LOG_LEVELS)
+    if key == "throttle_rate_limit":
+        return _number(key, value, 1, 10_000)
+    if key == "throttle_burst_limit":
+        return _int(key, value, 1, 5_000)
+    if key in ("receiver_memory_mb", "processor_memory_mb"):
+        return _int(key, value, 128, 10_240)
+    if key == "processor_timeout_seconds":
+        return _int(key, value, 1, LAMBDA_MAX_TIMEOUT_SECONDS)
+    if key == "processor_reserved_concurrency":
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
+            return None
+        # 2 is the lowest maximum concurrency an SQS event source accepts, and it follows this value.
+        return _int(key, value, 2, 1000)
+    if key == "dlq_max_receive_count":
+        return _int(key, value, 1, 1000)
+    if key == "fan_out":
+        return _bool(key, value)
+    if key == "signature_rejection_alarm_threshold":
+        return _int(key, value, 1, 1_000_000)
+    if key == "queue_age_alarm_seconds":
+        return _int(key, value, 60, spec.QUEUE_RETENTION_DAYS * 86_400)
+    raise AssertionError(key)  # pragma: no cover - KEYS and _parse list the same keys
+
+
+KEYS = tuple(StackConfig.__dataclass_fields__)
+
+
+def _is_ours(key: str) -> bool:
+    # CDK's own context keys carry "@", ":", "/" or "-" (feature flags, lookups, CLI settings); ours are snake_case.
+    return re.fullmatch(r"[a-z][a-z0-9_]*", key) is not None
+
+
+def load_config(context: Mapping[str, Any]) -> StackConfig:
+    """Validate the stack's context keys (others, such as feature flags, are ignored) into a StackConfig."""
+    unknown = sorted(key for key in context if _is_ours(key) and key not in KEYS)
+    if unknown:
+        raise ConfigError(
+            f"unknown cdk.json context {unknown[0]!r}: {context[unknown[0]]!r} (known keys: {', '.join(KEYS)})"
+        )
+    values = {key: _parse(key, context[key]) for key in KEYS if key in context}
+    config = StackConfig(**values)
+    if config.queue_visibility_timeout_seconds > SQS_MAX_VISIBILITY_SECONDS:  # pragma: no cover - 6 x 900 < 43200
+        raise _bad("processor_timeout_seconds", config.processor_timeout_seconds, "6x it exceeds SQS's 12 hours")
+    return config
+
+
+def read_cdk_json_context(path: Path = CDK_JSON) -> dict[str, Any]:
+    """The `context` object of cdk.json (feature flags and the stack's keys)."""
+    context = json.loads(path.read_text(encoding="utf-8")).get("context", {})
+    if not isinstance(context, dict):
+        raise ConfigError(f"invalid cdk.json 'context': expected an object, got {type(context).__name__}")
+    return context
+
+
+def config_from_cdk_json(path: Path = CDK_JSON) -> StackConfig:
+    return load_config(read_cdk_json_context(path))
+
+
+def powertools_version(requirements: Path = REQUIREMENTS_TXT) -> str:
+    """The exact aws-lambda-powertools version pinned in requirements.txt: the layer the stack deploys."""
+    for line in requirements.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^\s*aws-lambda-powertools(\[[^\]]*\])?==([0-9][0-9A-Za-z.]*)\s*(#.*)?$", line)
+        if match:
+            return match.group(2)
+    raise ConfigError(f"{requirements.name} must pin aws-lambda-powertools with '==' (the Lambda layer follows it)")

@@ -1,0 +1,123 @@
+"""One Lambda function the way this project runs them: python3.13 on arm64, its own log group and role."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from infra import spec
+from infra.config import LOG_RETENTION_DAYS, REPO_ROOT, StackConfig
+from klikit import observability
+
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+ARCHITECTURE = lambda_.Architecture.ARM_64
+FUNCTIONS_PATH = REPO_ROOT / spec.FUNCTIONS_DIR
+CODE_EXCLUDES = ["**/__pycache__", "**/*.pyc", "tests", "**/tests", "**/.pytest_cache", "**/.mypy_cache"]
+
+
+def powertools_layer_parameter(version: str) -> str:
+    """The AWS-managed public SSM parameter that holds the Powertools layer ARN for this runtime and version."""
+    return f"/aws/service/powertools/python/arm64/python3.13/{version}"
+
+
+def powertools_layer(scope: Construct, version: str) -> lambda_.ILayerVersion:
+    # Resolved by CloudFormation at deploy time (no lookup at synth): the layer is exactly the tested version.
+    arn = ssm.StringParameter.value_for_string_parameter(scope, powertools_layer_parameter(version))
+    return lambda_.LayerVersion.from_layer_version_arn(scope, "PowertoolsLayer", arn)
+
+
+def code_asset() -> lambda_.Code:
+    """The whole functions/ tree: handlers plus the shared klikit package; boto3 comes from the runtime."""
+    return lambda_.Code.from_asset(str(FUNCTIONS_PATH), exclude=CODE_EXCLUDES)
+
+
+class PythonFunction(Construct):
+    """A function with a dedicated role that can only write to its own log group (no managed policies)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StackConfig,
+        handler: str,
+        service: str,
+        description: str,
+        memory_mb: int,
+        timeout: cdk.Duration,
+        environment: Mapping[str, str],
+        layer: lambda_.ILayerVersion,
+        reserved_concurrency: int | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        removal = cdk.RemovalPolicy.RETAIN if config.retain_data else cdk.RemovalPolicy.DESTROY
+        self.log_group = logs.LogGroup(
+            self,
+            "LogGroup",
+            retention=RETENTION[config.log_retention_days],
+            removal_policy=removal,
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{service}: its own log group plus the grants the stack adds",
+        )
+        self.log_group.grant_write(self.role)
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description=description,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            code=code_asset(),
+            handler=handler,
+            memory_size=memory_mb,
+            timeout=timeout,
+            role=self.role,
+            log_group=self.log_group,
+            layers=[layer],
+            reserved_concurrent_executions=reserved_concurrency,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": service,
+                "POWERTOOLS_METRICS_NAMESPACE": observability.METRICS_NAMESPACE,
+                "POWERTOOLS_LOG_LEVEL": config.log_level,
+                **environment,
+            },
+        )
+        # Lambda creates the log stream on first invocation; the function must not start before its policy exists.
+        self.function.node.add_dependency(self.role)
+
+
+# config.LOG_RETENTION_DAYS in the order of the logs.RetentionDays members that name them.
+_RETENTION_NAMES = [
+    "ONE_DAY",
+    "THREE_DAYS",
+    "FIVE_DAYS",
+    "ONE_WEEK",
+    "TWO_WEEKS",
+    "ONE_MONTH",
+    "TWO_MONTHS",
+    "THREE_MONTHS",
+    "FOUR_MONTHS",
+    "FIVE_MONTHS",
+    "SIX_MONTHS",
+    "ONE_YEAR",
+    "THIRTEEN_MONTHS",
+    "EIGHTEEN_MONTHS",
+    "TWO_YEARS",
+    "THREE_YEARS",
+    "FIVE_YEARS",
+    "SIX_YEARS",
+    "SEVEN_YEARS",
+    "EIGHT_YEARS",
+    "NINE_YEARS",
+    "TEN_YEARS",
+]
+RETENTION = {days: logs.RetentionDays[name] for days, name in zip(LOG_RETENTION_DAYS, _RETENTION_NAMES, strict=True)}

@@ -1,0 +1,184 @@
+"""The synchronous half klikit talks to: the REST API, the receiver, its idempotency table and the webhook secret."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra import spec
+from infra.config import StackConfig
+from infra.function import RETENTION, PythonFunction
+from infra.storage import removal_policy, table
+from klikit import observability
+from klikit import settings as env
+
+WEBHOOK_PATH = ("webhooks", "klikit")
+# klikit gives up after 10 s; 7 s leaves room for API Gateway and the network, and bounds a stuck AWS call.
+RECEIVER_TIMEOUT_SECONDS = 7
+_COMPLETE_SECRET_ARN = re.compile(r"-[A-Za-z0-9]{6}$")
+
+# One JSON object per request. API Gateway access logs cannot carry bodies; headers (the signature) are left out too.
+ACCESS_LOG_FORMAT = json.dumps(
+    {
+        "requestId": apigw.AccessLogField.context_request_id(),
+        "requestTime": apigw.AccessLogField.context_request_time(),
+        "sourceIp": apigw.AccessLogField.context_identity_source_ip(),
+        "userAgent": apigw.AccessLogField.context_identity_user_agent(),
+        "httpMethod": apigw.AccessLogField.context_http_method(),
+        "path": apigw.AccessLogField.context_path(),
+        "resourcePath": apigw.AccessLogField.context_resource_path(),
+        "protocol": apigw.AccessLogField.context_protocol(),
+        "status": apigw.AccessLogField.context_status(),
+        "responseLength": apigw.AccessLogField.context_response_length(),
+        "responseLatencyMs": apigw.AccessLogField.context_response_latency(),
+        "integrationStatus": apigw.AccessLogField.context_integration_status(),
+        "integrationLatencyMs": apigw.AccessLogField.context_integration_latency(),
+        "errorMessage": apigw.AccessLogField.context_error_message(),
+        "errorType": apigw.AccessLogField.context_error_response_type(),
+    }
+)
+
+
+def webhook_secret(scope: Construct, config: StackConfig) -> tuple[secretsmanager.ISecret, str]:
+    """The secret the receiver verifies signatures with, and the id it is read by (WEBHOOK_SECRET_ID)."""
+    if config.webhook_secret is None:
+        secret = secretsmanager.Secret(
+            scope,
+            "WebhookSecret",
+            description='klikit webhook signing secret: the plain secret, or {"active": [new, old]} while rotating',
+            # A random placeholder until `aws secretsmanager put-secret-value` stores klikit's secret (docs/deploy.md);
+            # until then every delivery fails the signature check, which is the safe default.
+            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=48, exclude_punctuation=True),
+            removal_policy=removal_policy(config),
+        )
+        return secret, secret.secret_arn
+    given = config.webhook_secret
+    if given.startswith("arn:"):
+        if _COMPLETE_SECRET_ARN.search(given):
+            return secretsmanager.Secret.from_secret_complete_arn(scope, "WebhookSecret", given), given
+        return secretsmanager.Secret.from_secret_partial_arn(scope, "WebhookSecret", given), given
+    return secretsmanager.Secret.from_secret_name_v2(scope, "WebhookSecret", given), given
+
+
+class Intake(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StackConfig,
+        queue: sqs.IQueue,
+        bucket: s3.IBucket,
+        layer: lambda_.ILayerVersion,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.secret, secret_id = webhook_secret(self, config)
+        self.idempotency_table = table(self, spec.IDEMPOTENCY_TABLE, config)
+
+        self.receiver = PythonFunction(
+            self,
+            "Receiver",
+            config=config,
+            handler=spec.RECEIVER_HANDLER,
+            service=observability.RECEIVER_SERVICE,
+            description="Verifies klikit webhook signatures, admits each delivery once and queues it",
+            memory_mb=config.receiver_memory_mb,
+            timeout=cdk.Duration.seconds(RECEIVER_TIMEOUT_SECONDS),
+            environment={
+                env.WEBHOOK_SECRET_ID: secret_id,
+                env.IDEMPOTENCY_TABLE_NAME: self.idempotency_table.table_name,
+                env.IDEMPOTENCY_TTL_DAYS: str(config.idempotency_ttl_days),
+                env.QUEUE_URL: queue.queue_url,
+                env.PAYLOAD_BUCKET_NAME: bucket.bucket_name,
+                env.SQS_MAX_MESSAGE_BYTES: str(spec.QUEUE_MAX_MESSAGE_BYTES),
+            },
+            layer=layer,
+        )
+        function = self.receiver.function
+        self.secret.grant_read(function)
+        self.idempotency_table.grant(
+            function, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
+        )
+        queue.grant(function, "sqs:SendMessage")
+        iam.Grant.add_to_principal(
+            grantee=function,
+            actions=["s3:PutObject"],
+            resource_arns=[bucket.arn_for_objects(f"{spec.CLAIM_CHECKS_PREFIX}*")],
+        )
+
+        self.access_log_group = logs.LogGroup(
+            self,
+            "AccessLogs",
+            retention=RETENTION[config.log_retention_days],
+            removal_policy=removal_policy(config),
+        )
+        self.api = apigw.RestApi(
+            self,
+            "Api",
+            description="klikit order webhooks: POST /webhooks/klikit only",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            # Every body reaches the receiver as exact bytes (base64): the HMAC is over the raw bytes, and a
+            # text round-trip could change them.
+            binary_media_types=["*/*"],
+            policy=_source_ip_policy(config.allowed_cidrs),
+            # Access logging needs the account's API Gateway CloudWatch role; it is kept when the stack goes.
+            cloud_watch_role=True,
+            deploy_options=apigw.StageOptions(
+                stage_name=config.stage,
+                throttling_rate_limit=config.throttle_rate_limit,
+                throttling_burst_limit=config.throttle_burst_limit,
+                access_log_destination=apigw.LogGroupLogDestination(self.access_log_group),
+                access_log_format=apigw.AccessLogFormat.custom(ACCESS_LOG_FORMAT),
+                data_trace_enabled=False,
+            ),
+        )
+        resource = self.api.root
+        for part in WEBHOOK_PATH:
+            resource = resource.add_resource(part)
+        self.webhook_method = resource.add_method(
+            "POST", apigw.LambdaIntegration(function, proxy=True, allow_test_invoke=False)
+        )
+        # API Gateway answers unknown routes itself with 403 "Missing Authentication Token"; say 404 instead.
+        self.api.add_gateway_response(
+            "UnknownRoute",
+            type=apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN,
+            status_code="404",
+            templates={"application/json": '{"message": "Not Found"}'},
+        )
+
+    @property
+    def webhook_url(self) -> str:
+        return self.api.url_for_path("/" + "/".join(WEBHOOK_PATH))
+
+
+def _source_ip_policy(cidrs: tuple[str, ...]) -> iam.PolicyDocument | None:
+    """Allow-list as a resource policy: empty = open (klikit publishes no egress IPs; the HMAC is the gate)."""
+    if not cidrs:
+        return None
+    return iam.PolicyDocument(
+        statements=[
+            iam.PolicyStatement(
+                effect=iam.Effect.ALLOW,
+                principals=[iam.AnyPrincipal()],
+                actions=["execute-api:Invoke"],
+                resources=["execute-api:/*"],
+            ),
+            iam.PolicyStatement(
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["execute-api:Invoke"],
+                resources=["execute-api:/*"],
+                conditions={"NotIpAddress": {"aws:SourceIp": list(cidrs)}},
+            ),
+        ]
+    )

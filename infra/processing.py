@@ -1,0 +1,117 @@
+"""The asynchronous half: the queue and its DLQ, the orders and effects tables, the processor, optional fan-out."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra import spec
+from infra.config import StackConfig
+from infra.function import PythonFunction
+from infra.storage import removal_policy, table
+from klikit import observability
+from klikit import settings as env
+
+BATCH_SIZE = 10
+
+
+class Processing(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StackConfig,
+        bucket: s3.IBucket,
+        layer: lambda_.ILayerVersion,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        removal = removal_policy(config)
+
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            retention_period=cdk.Duration.days(spec.DLQ_RETENTION_DAYS),
+            max_message_size_bytes=spec.QUEUE_MAX_MESSAGE_BYTES,  # it receives the main queue's messages unchanged
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            removal_policy=removal,
+        )
+        self.queue = sqs.Queue(
+            self,
+            "Queue",
+            visibility_timeout=cdk.Duration.seconds(config.queue_visibility_timeout_seconds),
+            retention_period=cdk.Duration.days(spec.QUEUE_RETENTION_DAYS),
+            max_message_size_bytes=spec.QUEUE_MAX_MESSAGE_BYTES,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dead_letter_queue, max_receive_count=config.dlq_max_receive_count
+            ),
+            removal_policy=removal,
+        )
+        self.orders_table = table(self, spec.ORDERS_TABLE, config)
+        self.effects_table = table(self, spec.EFFECTS_TABLE, config)
+        self.event_bus = events.EventBus(self, "OrderEvents") if config.fan_out else None
+
+        environment = {
+            env.ORDERS_TABLE_NAME: self.orders_table.table_name,
+            env.EFFECTS_TABLE_NAME: self.effects_table.table_name,
+            env.PAYLOAD_BUCKET_NAME: bucket.bucket_name,
+            env.DLQ_URL: self.dead_letter_queue.queue_url,
+            env.EFFECTS_TTL_DAYS: str(config.idempotency_ttl_days),
+        }
+        if self.event_bus is not None:
+            environment[env.EVENT_BUS_NAME] = self.event_bus.event_bus_name
+
+        self.processor = PythonFunction(
+            self,
+            "Processor",
+            config=config,
+            handler=spec.PROCESSOR_HANDLER,
+            service=observability.PROCESSOR_SERVICE,
+            description="Applies queued klikit deliveries to the orders table",
+            memory_mb=config.processor_memory_mb,
+            timeout=cdk.Duration.seconds(config.processor_timeout_seconds),
+            environment=environment,
+            layer=layer,
+            reserved_concurrency=config.processor_reserved_concurrency,
+        )
+        function = self.processor.function
+        function.add_event_source(
+            sources.SqsEventSource(
+                self.queue,
+                batch_size=BATCH_SIZE,
+                report_batch_item_failures=True,
+                # The poller never invokes more copies than are reserved, so a slow POS sees no stampede and
+                # the queue sees no throttled (and redelivered) batches.
+                max_concurrency=config.processor_reserved_concurrency,
+            )
+        )
+        self.orders_table.grant(function, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+        self.effects_table.grant(
+            function, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
+        )
+        iam.Grant.add_to_principal(
+            grantee=function,
+            actions=["s3:GetObject"],
+            resource_arns=[
+                bucket.arn_for_objects(f"{spec.CLAIM_CHECKS_PREFIX}*"),
+                bucket.arn_for_objects(f"{spec.ARCHIVE_OBJECTS_PREFIX}*"),
+            ],
+        )
+        iam.Grant.add_to_principal(
+            grantee=function,
+            actions=["s3:PutObject"],
+            resource_arns=[bucket.arn_for_objects(f"{spec.ARCHIVE_OBJECTS_PREFIX}*")],
+        )
+        # Poison deliveries are quarantined into the DLQ by the processor itself (with the reason attached).
+        self.dead_letter_queue.grant(function, "sqs:SendMessage")
+        if self.event_bus is not None:
+            self.event_bus.grant_put_events_to(function)

@@ -1,0 +1,73 @@
+"""The one stack: storage, processing, intake and observability, wired through constructor arguments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from infra import spec
+from infra.config import StackConfig, powertools_version
+from infra.function import powertools_layer
+from infra.intake import Intake
+from infra.observability import Observability
+from infra.processing import Processing
+from infra.storage import PayloadBucket
+
+
+class KlikitWebhooksStack(cdk.Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: StackConfig, **kwargs: Any) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description=f"klikit order webhooks ({config.stage}): API Gateway -> receiver -> SQS -> processor",
+            **kwargs,
+        )
+        self.config = config
+        self.powertools_version = powertools_version()
+        layer = powertools_layer(self, self.powertools_version)
+
+        self.payloads = PayloadBucket(self, "Payloads", config=config)
+        self.processing = Processing(self, "Processing", config=config, bucket=self.payloads.bucket, layer=layer)
+        self.intake = Intake(
+            self, "Intake", config=config, queue=self.processing.queue, bucket=self.payloads.bucket, layer=layer
+        )
+        self.observability = Observability(
+            self,
+            "Observability",
+            config=config,
+            api_stage=self.intake.api.deployment_stage,
+            receiver=self.intake.receiver.function,
+            processor=self.processing.processor.function,
+            queue=self.processing.queue,
+            dead_letter_queue=self.processing.dead_letter_queue,
+        )
+        cdk.Tags.of(self).add("service", "klikit-webhooks")
+        cdk.Tags.of(self).add("stage", config.stage)
+        self._outputs()
+
+    def _outputs(self) -> None:
+        dashboard_name = self.observability.dashboard.dashboard_name
+        outputs = {
+            spec.OUTPUT_WEBHOOK_URL: (self.intake.webhook_url, "Register this URL with klikit (HTTPS only)"),
+            spec.OUTPUT_QUEUE_URL: (self.processing.queue.queue_url, "Queue between receiver and processor"),
+            spec.OUTPUT_DLQ_URL: (
+                self.processing.dead_letter_queue.queue_url,
+                "Deliveries that could not be processed",
+            ),
+            spec.OUTPUT_IDEMPOTENCY_TABLE: (self.intake.idempotency_table.table_name, "Receiver idempotency records"),
+            spec.OUTPUT_EFFECTS_TABLE: (self.processing.effects_table.table_name, "Processor side-effect records"),
+            spec.OUTPUT_ORDERS_TABLE: (self.processing.orders_table.table_name, "Orders as the processor applied them"),
+            spec.OUTPUT_BUCKET: (self.payloads.bucket.bucket_name, "Claim checks and the archive"),
+            spec.OUTPUT_SECRET_ARN: (self.intake.secret.secret_arn, "Put klikit's webhook secret here"),
+            spec.OUTPUT_DASHBOARD_URL: (
+                f"https://{self.region}.console.aws.amazon.com/cloudwatch/home?region={self.region}"
+                f"#dashboards:name={dashboard_name}",
+                "CloudWatch dashboard",
+            ),
+            spec.OUTPUT_RECEIVER_LOG_GROUP: (self.intake.receiver.log_group.log_group_name, "Receiver logs"),
+            spec.OUTPUT_PROCESSOR_LOG_GROUP: (self.processing.processor.log_group.log_group_name, "Processor logs"),
+        }
+        for key, (value, description) in outputs.items():
+            cdk.CfnOutput(self, key, value=value, description=description)
