@@ -176,7 +176,7 @@ class ProcessorApp:
         if failures:
             self._metrics.count(names.PROCESSING_FAILED, queued.event_type)
             raise ExceptionGroup(f"{len(failures)} handler call(s) failed for event {queued.event_id}", failures)
-        self._metrics.count(names.PROCESSED, queued.event_type, len(envelope.orders))
+        self._metrics.count(names.PROCESSED, queued.event_type)
         logger.info("delivery processed", orders=len(envelope.orders), handlers=len(handlers))
 
     def _unknown(self, resolved: Resolved) -> None:
