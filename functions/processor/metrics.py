@@ -1,4 +1,4 @@
-"""Counts per event type, emitted once per invocation as CloudWatch embedded metrics."""
+"""Counts per event type and service-wide, emitted once per invocation as CloudWatch embedded metrics."""
 
 from __future__ import annotations
 
@@ -26,12 +26,22 @@ class BatchMetrics:
 
     def flush(self) -> None:
         counts, self._counts = self._counts, Counter()
+        totals: Counter[str] = Counter()
         for (name, dimension), value in sorted(counts.items()):
-            with single_metric(
-                name=name,
-                unit=MetricUnit.Count,
-                value=value,
-                namespace=METRICS_NAMESPACE,
-                default_dimensions={"service": PROCESSOR_SERVICE},
-            ) as metric:
-                metric.add_dimension(name="event_type", value=dimension)
+            totals[name] += value
+            self._emit(name, value, {"event_type": dimension})
+        # The alarms watch the service-wide series: CloudWatch keeps each dimension set as a separate metric.
+        for name, value in sorted(totals.items()):
+            self._emit(name, value, {})
+
+    @staticmethod
+    def _emit(name: str, value: int, dimensions: dict[str, str]) -> None:
+        with single_metric(
+            name=name,
+            unit=MetricUnit.Count,
+            value=value,
+            namespace=METRICS_NAMESPACE,
+            default_dimensions={"service": PROCESSOR_SERVICE},
+        ) as metric:
+            for dimension, dimension_value in dimensions.items():
+                metric.add_dimension(name=dimension, value=dimension_value)

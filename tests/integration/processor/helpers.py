@@ -101,7 +101,7 @@ def dlq_messages(aws: LocalResources) -> list[DlqMessage]:
 
 
 def metrics(stdout: str) -> dict[tuple[str, str], float]:
-    """{(metric name, event_type dimension): value} from the EMF lines the processor printed."""
+    """{(metric name, event_type dimension or "" for the service-wide series): value} from the EMF lines."""
     found: dict[tuple[str, str], float] = {}
     for line in stdout.splitlines():
         if not line.startswith("{") or '"_aws"' not in line:

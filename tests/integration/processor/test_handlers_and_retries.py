@@ -96,6 +96,7 @@ def test_a_failing_handler_is_retried_without_repeating_the_handler_that_succeed
     counted = output.metrics()
     assert counted[("EventsFailed", ORDER_STATUS_UPDATED)] == 1
     assert counted[("EventsProcessed", ORDER_STATUS_UPDATED)] == 1
+    assert (counted[("EventsFailed", "")], counted[("EventsProcessed", "")]) == (1, 1)
 
 
 def test_one_failing_record_in_a_batch_of_ten_is_the_only_one_reported(
