@@ -1,0 +1,500 @@
+"""klikit: the operator's command line for this project (`./klikit --help`, or `python -m tools.cli`).
+
+Every command works against the local stack (`make local`) by default, and against a deployed stack with
+`--stack NAME` (it reads the stack's CloudFormation outputs with the AWS credentials in your environment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from tools import dlq as dead_letters
+from tools import sender
+from tools.local.state import (
+    DEFAULT_PORT,
+    FUNCTIONS,
+    LOCAL_DEFAULT_SECRET,
+    SECRET_ENV,
+    STATE_DIR_ENV,
+    default_state_dir,
+    webhook_url,
+)
+from tools.target import CliError, StackNotRunning, Target, resolve
+
+PROG = "klikit"
+EPILOG = "Against a deployed stack: add --stack NAME (and --region). Docs: docs/local.md"
+
+
+def _port_default() -> int:
+    try:
+        return int(os.environ.get("PORT") or DEFAULT_PORT)
+    except ValueError:
+        return DEFAULT_PORT
+
+
+def _target_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("which stack")
+    group.add_argument(
+        "--stack", metavar="NAME", help="a deployed stack (CloudFormation name) instead of the local one"
+    )
+    group.add_argument("--region", help="the deployed stack's region (default: your AWS configuration's)")
+    group.add_argument(
+        "--port", type=int, default=_port_default(), help="the local stack's port (default: $PORT or %(default)s)"
+    )
+    group.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help=f"the local stack's state directory (default: ${STATE_DIR_ENV} or .local)",
+    )
+    return parent
+
+
+def _signing_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("where and how to sign")
+    group.add_argument("--url", help="POST here instead of the stack's webhook URL")
+    group.add_argument(
+        "--secret",
+        help=f"sign with this secret (default: ${SECRET_ENV}, else the stack's own secret, else the local default)",
+    )
+    group.add_argument("--tamper", action="store_true", help="send a tampered signature (one hex digit changed)")
+    group.add_argument("--wrong-secret", action="store_true", help="sign with a secret the stack does not hold")
+    group.add_argument(
+        "--without-header",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="leave out a header, e.g. x-klikit-signature (repeatable)",
+    )
+    group.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the reply (default 15)")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    target, signing = _target_options(), _signing_options()
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Run the pipeline offline, send signed test deliveries, look at orders, drain the DLQ, tail logs.",
+        epilog=EPILOG,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    local = commands.add_parser(
+        "local",
+        help="run the whole pipeline offline (moto + the real handlers), in the foreground",
+        description="Start moto with the stack's resources, serve POST /webhooks/klikit with the real receiver, "
+        "feed the real processor from the queue. Ctrl-C (or SIGTERM) stops everything.",
+    )
+    local.add_argument("--port", type=int, default=_port_default(), help="the webhook port (default %(default)s)")
+    local.add_argument("--host", default="127.0.0.1", help="the address to listen on (default %(default)s)")
+    local.add_argument("--moto-port", type=int, default=0, help="moto's port (default: any free port)")
+    local.add_argument("--state-dir", type=Path, default=None, help="state and logs (default: .local)")
+    local.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        help=f"an active webhook secret (repeatable, to try a rotation); default ${SECRET_ENV} or local-dev-secret",
+    )
+    local.add_argument(
+        "--visibility-timeout", type=int, default=3, help="seconds before a failed record is retried (default 3)"
+    )
+    local.add_argument(
+        "--max-receive-count", type=int, default=None, help="receives before the DLQ (default: cdk.json's)"
+    )
+    local.add_argument("-v", "--verbose", action="store_true", help="also print the functions' full JSON logs")
+
+    send = commands.add_parser(
+        "send",
+        parents=[target, signing],
+        help="sign and POST a sample delivery (created, status, cart) or a JSON file",
+        description="Sign a delivery like klikit does (HMAC-SHA256 of the raw body, lowercase hex) and POST it.",
+        epilog=EPILOG,
+    )
+    send.add_argument("what", help="created | status | cart (the samples in tools/samples/), or a path to a file")
+    send.add_argument("--type", help="event type for a file, e.g. created or klikit.order.status.updated")
+    send.add_argument("--event-id", help="x-klikit-event-id (default: a fresh cli-<uuid>)")
+    send.add_argument("--order-id", type=int, help="renumber the sample's orders from this id")
+    send.add_argument("--repeat", type=int, default=1, help="send the same delivery N times (duplicates)")
+    send.add_argument("--large", metavar="SIZE", help="pad the body to SIZE (e.g. 1.2MB: over SQS's 1 MiB limit)")
+
+    replay = commands.add_parser(
+        "replay",
+        parents=[target, signing],
+        help="send an archived delivery again, by event id (or from a file)",
+        description="Read the raw bytes the processor archived for an event id, sign them again and POST them. "
+        "With the same event id the receiver answers duplicate-ignored inside its idempotency window (as for "
+        "klikit's own replays); --as-new sends them under a new event id so they are processed again.",
+        epilog=EPILOG,
+    )
+    replay.add_argument("event_id", nargs="?", help="the archived delivery's event id")
+    replay.add_argument("--file", type=Path, help="send this file's bytes instead of an archived delivery")
+    replay.add_argument("--type", help="event type (with --file; default created)")
+    replay.add_argument("--as-new", action="store_true", help="send under a new event id")
+
+    orders = commands.add_parser("orders", help="the order projection", description="The order projection.")
+    orders_commands = orders.add_subparsers(dest="orders_command", required=True, metavar="COMMAND")
+    get = orders_commands.add_parser(
+        "get",
+        parents=[target],
+        help="one order as JSON",
+        description="Print the projection of one order (klikit's order id) as JSON.",
+        epilog=EPILOG,
+    )
+    get.add_argument("order_id", help="klikit's order id, e.g. 7821")
+
+    dlq = commands.add_parser("dlq", help="the dead-letter queue", description="The dead-letter queue.")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
+    dlq_list = dlq_commands.add_parser(
+        "list",
+        parents=[target],
+        help="what is in the DLQ and why",
+        description="List the DLQ's deliveries with the reason each is there (messages stay in the DLQ).",
+        epilog=EPILOG,
+    )
+    dlq_list.add_argument("--json", action="store_true", help="one JSON object per message")
+    dlq_list.add_argument("--limit", type=int, default=dead_letters.DEFAULT_LIMIT, help="at most this many")
+    dlq_redrive = dlq_commands.add_parser(
+        "redrive",
+        parents=[target],
+        help="move DLQ deliveries back to the queue (after a fix)",
+        description="Move deliveries from the DLQ back to the main queue, without their quarantine reason, "
+        "so the processor takes them again. Fix the cause first.",
+        epilog=EPILOG,
+    )
+    dlq_redrive.add_argument("--event-id", action="append", help="only this event id (repeatable)")
+    dlq_redrive.add_argument("--limit", type=int, default=dead_letters.DEFAULT_LIMIT, help="at most this many")
+
+    logs = commands.add_parser(
+        "logs",
+        parents=[target],
+        help="tail the receiver and processor logs",
+        description="The functions' logs: the local stack's log files, or CloudWatch Logs with --stack.",
+        epilog=EPILOG,
+    )
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
+    logs.add_argument("--since", default=None, help="from this long ago or this time: 30s, 10m, 2h, 1d, ISO-8601")
+    logs.add_argument("--filter", default=None, help="only lines containing this text (e.g. an event id)")
+    logs.add_argument(
+        "--function", choices=(*FUNCTIONS, "all"), default="all", help="which function (default: %(default)s)"
+    )
+    return parser
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _target(args: argparse.Namespace) -> Target:
+    return resolve(args.stack, args.region, args.state_dir, args.port)
+
+
+def _url_and_secret(args: argparse.Namespace) -> tuple[str, str]:
+    """Where to POST and what to sign with: the flags, then $KLIKIT_WEBHOOK_SECRET, then the stack's own secret."""
+    explicit = args.secret or os.environ.get(SECRET_ENV)
+    if args.stack:
+        target = _target(args)
+        return args.url or target.webhook_url, explicit or target.signing_secret()
+    try:
+        local: Target | None = _target(args)
+    except StackNotRunning:
+        local = None  # nothing known on that port: send anyway, the reply (or the refusal) will say
+    url = args.url or (local.webhook_url if local else webhook_url(args.port))
+    if explicit:
+        return url, explicit
+    return url, local.signing_secret() if local else LOCAL_DEFAULT_SECRET
+
+
+def _print_reply(reply: sender.Reply, options: sender.SignOptions) -> None:
+    _say(f"  -> {reply.status} {reply.text()[:500]}")
+    note = sender.hint(reply, options)
+    if note:
+        _say(f"     {note}")
+
+
+def _sign_options(args: argparse.Namespace, secret: str) -> sender.SignOptions:
+    return sender.SignOptions(
+        secret=secret, tamper=args.tamper, wrong_secret=args.wrong_secret, omit=tuple(args.without_header)
+    )
+
+
+def _post_all(url: str, delivery: sender.Delivery, options: sender.SignOptions, repeat: int, timeout: float) -> int:
+    size = len(delivery.body)
+    _say(f"POST {url}  {delivery.event_type}  evt {delivery.event_id}  {size:,} bytes")
+    statuses = []
+    for attempt in range(1, repeat + 1):
+        if repeat > 1:
+            _say(f"  [{attempt}/{repeat}]")
+        try:
+            reply = sender.send(url, delivery, options, timeout)
+        except sender.SendError as exc:
+            raise StackNotRunning(
+                f"{exc}: start the local stack with `make local` (or pass --url, or --stack for a deployed one)"
+            ) from None
+        _print_reply(reply, options)
+        statuses.append(reply.status)
+    return 0 if all(200 <= status < 300 for status in statuses) else 1
+
+
+def _order_ids(body: bytes) -> list[str]:
+    try:
+        return [str(order["id"]) for order in json.loads(body).get("orders", []) if "id" in order]
+    except (ValueError, AttributeError, TypeError):
+        return []
+
+
+# --- commands --------------------------------------------------------------------------------------------------
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from tools.local.stack import LocalOptions, StartError, run
+
+    options = LocalOptions(
+        port=args.port,
+        host=args.host,
+        moto_port=args.moto_port,
+        state_dir=args.state_dir,
+        secrets=tuple(args.secret),
+        visibility_timeout=args.visibility_timeout,
+        max_receive_count=args.max_receive_count,
+        verbose=args.verbose,
+    )
+    try:
+        return run(options)
+    except StartError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    if args.repeat < 1:
+        raise CliError("--repeat must be at least 1")
+    if args.what in sender.SAMPLES:
+        body = sender.sample_body(args.what, args.order_id)
+        event_type = sender.event_type_for(args.type or args.what)
+    else:
+        path = Path(args.what)
+        if not path.is_file():
+            raise CliError(f"{args.what!r} is neither a sample ({', '.join(sender.SAMPLES)}) nor a file")
+        body = path.read_bytes()
+        event_type = sender.event_type_for(args.type or "created")
+    if args.large:
+        try:
+            body = sender.pad_to(body, sender.parse_size(args.large))
+        except ValueError as exc:
+            raise CliError(f"--large: {exc}") from None
+    url, secret = _url_and_secret(args)
+    delivery = sender.Delivery(body, args.event_id or sender.new_event_id(), event_type)
+    code = _post_all(url, delivery, _sign_options(args, secret), args.repeat, args.timeout)
+    ids = _order_ids(body)
+    if code == 0 and ids and not args.url:
+        stack = f" --stack {args.stack}" if args.stack else ""
+        _say(f"next: ./klikit orders get {ids[0]}{stack}    (or watch it: ./klikit logs --follow{stack})")
+    return code
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    if args.file is not None:
+        if not args.file.is_file():
+            raise CliError(f"no such file: {args.file}")
+        body = args.file.read_bytes()
+        event_type = sender.event_type_for(args.type or "created")
+        event_id = args.event_id or sender.new_event_id()
+    else:
+        if not args.event_id:
+            raise CliError("give the event id of an archived delivery, or --file PATH")
+        body, event_type = _archived(args)
+        event_id = args.event_id
+    if args.as_new:
+        event_id = f"{event_id}-replay-{sender.new_event_id()[4:12]}"
+    url, secret = _url_and_secret(args)
+    return _post_all(url, sender.Delivery(body, event_id, event_type), _sign_options(args, secret), 1, args.timeout)
+
+
+def _archived(args: argparse.Namespace) -> tuple[bytes, str]:
+    from botocore.exceptions import ClientError
+
+    from klikit.delivery import archive_key
+
+    target = _target(args)
+    key = archive_key(args.event_id)
+    try:
+        found = target.client("s3").get_object(Bucket=target.bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            raise CliError(
+                f"no archived delivery for event id {args.event_id!r} in {target.description} "
+                f"(s3://{target.bucket}/{key}): the processor archives a delivery when it takes it; "
+                f"check the id with `./klikit logs --filter {args.event_id}`"
+            ) from None
+        raise
+    metadata = found.get("Metadata") or {}
+    event_type = unquote(metadata.get("event-type", "")) or sender.event_type_for(args.type or "created")
+    _say(f"archived delivery {args.event_id}: {event_type}, received {metadata.get('received-at', '?')}")
+    return found["Body"].read(), event_type
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, set):
+        return sorted(value)
+    raise TypeError(type(value).__name__)
+
+
+def cmd_orders_get(args: argparse.Namespace) -> int:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    target = _target(args)
+    item = (
+        target.client("dynamodb")
+        .get_item(TableName=target.orders_table, Key={"order_id": {"S": str(args.order_id)}}, ConsistentRead=True)
+        .get("Item")
+    )
+    if not item:
+        raise CliError(
+            f"no order {args.order_id} in {target.description}: has a delivery for it been processed? "
+            f"check with `./klikit logs --filter {args.order_id}` and `./klikit dlq list`"
+        )
+    deserialize = TypeDeserializer().deserialize
+    order = {name: deserialize(value) for name, value in sorted(item.items())}
+    _say(json.dumps(order, indent=2, default=_plain, ensure_ascii=False))
+    return 0
+
+
+def cmd_dlq_list(args: argparse.Namespace) -> int:
+    target = _target(args)
+    letters = dead_letters.list_dead_letters(target.client("sqs"), target.dlq_url, args.limit)
+    if args.json:
+        for letter in letters:
+            _say(json.dumps(letter.summary()))
+        return 0
+    if not letters:
+        _say(f"the DLQ of {target.description} is empty")
+        return 0
+    _say(f"{len(letters)} deliveries in the DLQ of {target.description}:")
+    for letter in letters:
+        summary = letter.summary()
+        _say(f"  evt {summary['event_id'] or '-'}  {summary['event_type'] or '-'}  received {summary['received_at']}")
+        _say(f"      {letter.reason}")
+    _say("after fixing the cause: ./klikit dlq redrive" + (f" --stack {args.stack}" if args.stack else ""))
+    return 0
+
+
+def cmd_dlq_redrive(args: argparse.Namespace) -> int:
+    target = _target(args)
+    sqs = target.client("sqs")
+    waiting = dead_letters.depth(sqs, target.dlq_url)
+    if waiting == 0:
+        _say(f"the DLQ of {target.description} is empty: nothing to move")
+        return 0
+    _say(f"moving up to {min(waiting, args.limit)} of {waiting} deliveries from the DLQ back to the queue ...")
+
+    def progress(moved: int) -> None:
+        if moved % 10 == 0:
+            _say(f"  {moved} moved")
+
+    wanted = set(args.event_id) if args.event_id else None
+    moved = dead_letters.redrive(sqs, target.dlq_url, target.queue_url, wanted, args.limit, progress)
+    _say(f"moved {moved} deliveries back to the queue; the processor takes them again (./klikit logs --follow)")
+    if wanted and moved == 0:
+        raise CliError(f"none of {', '.join(sorted(wanted))} is in the DLQ: see ./klikit dlq list")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from tools.local import logs as local_logs
+
+    functions = FUNCTIONS if args.function == "all" else (args.function,)
+    try:
+        since = local_logs.parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        raise CliError(f"--since: {exc}") from None
+    if args.stack:
+        return _cloudwatch_logs(args, functions, since)
+    directory = _local_log_dir(args)
+    count = local_logs.tail(directory, _say, functions, since, args.filter, follow=args.follow, stop=threading.Event())
+    if count == 0 and not args.follow:
+        _say(f"(no log lines{' matching ' + repr(args.filter) if args.filter else ''} in {directory})")
+    return 0
+
+
+def _local_log_dir(args: argparse.Namespace) -> Path:
+    from tools.local.state import log_file, read_state, stack_dir
+
+    state_dir = args.state_dir or default_state_dir()
+    state = read_state(state_dir, args.port)
+    directory = Path(state.directory) if state else stack_dir(state_dir, args.port)
+    if not any(log_file(directory, function).exists() for function in FUNCTIONS):
+        raise StackNotRunning(
+            f"no logs of a local stack on port {args.port} in {directory}: start one with `make local`, "
+            "or pass --port/--state-dir, or --stack NAME for CloudWatch"
+        )
+    return directory
+
+
+def _cloudwatch_logs(args: argparse.Namespace, functions: tuple[str, ...], since: datetime | None) -> int:
+    import importlib
+
+    try:
+        cloudwatch = importlib.import_module("tools.logs")  # the infrastructure's CloudWatch implementation
+    except ModuleNotFoundError:
+        raise CliError("CloudWatch log tailing (tools/logs.py) is not in this checkout yet") from None
+    target = _target(args)
+    groups = [target.log_groups[name] for name in functions if name in target.log_groups]
+    if not groups:
+        raise CliError(f"stack {args.stack} has no log group outputs: is it up to date? (`make deploy`)")
+    return int(
+        cloudwatch.tail(
+            groups,
+            region=args.region,
+            since=since,
+            filter_pattern=args.filter,
+            follow=args.follow,
+        )
+    )
+
+
+COMMANDS = {
+    "local": cmd_local,
+    "send": cmd_send,
+    "replay": cmd_replay,
+    "logs": cmd_logs,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "orders":
+        command = cmd_orders_get
+    elif args.command == "dlq":
+        command = cmd_dlq_list if args.dlq_command == "list" else cmd_dlq_redrive
+    else:
+        command = COMMANDS[args.command]
+    try:
+        return command(args)
+    except CliError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `./klikit dlq list | head`: the reader left, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

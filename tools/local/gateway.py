@@ -1,0 +1,195 @@
+"""The local API Gateway: one REST proxy route, POST /webhooks/klikit, in front of the real receiver handler.
+
+It behaves like the deployed REST API on the points the receiver depends on:
+- the body reaches the function as the exact bytes sent, base64-encoded with `isBase64Encoded: true`
+  (the API has binaryMediaTypes ["*/*"]);
+- headers arrive as `headers` (last value wins, sender's casing) and `multiValueHeaders` (every value);
+- any other path or method gets 403 {"message":"Missing Authentication Token"}, a body over 10 MB gets 413
+  {"message":"Request Entity Too Large"}, an event over Lambda's 6 MB invoke limit or a function error gets
+  API Gateway's own 5xx reply.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from klikit import headers as klikit_headers
+from tools.local.console import Console, receiver_step
+from tools.local.runtime import LocalFunction
+from tools.local.state import WEBHOOK_PATH
+
+API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
+LAMBDA_MAX_REQUEST_PAYLOAD = 6 * 1024 * 1024  # 6,291,456 bytes, the synchronous Invoke limit
+STAGE = "local"
+ROUTE_METHOD = "POST"
+MISSING_TOKEN_ERROR = "MissingAuthenticationTokenException"
+
+
+def _json(message: str) -> bytes:
+    return json.dumps({"message": message}).encode()
+
+
+def api_gateway_event(
+    method: str, target: str, header_pairs: list[tuple[str, str]], body: bytes, client_ip: str
+) -> dict[str, Any]:
+    """The REST proxy event API Gateway would hand the receiver for this request."""
+    url = urlsplit(target)
+    headers: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for name, value in header_pairs:
+        headers[name] = value
+        multi.setdefault(name, []).append(value)
+    query = parse_qs(url.query, keep_blank_values=True)
+    now = time.time()
+    return {
+        "resource": WEBHOOK_PATH,
+        "path": url.path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": multi,
+        "queryStringParameters": {name: values[-1] for name, values in query.items()} or None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": WEBHOOK_PATH,
+            "httpMethod": method,
+            "path": f"/{STAGE}{url.path}",
+            "stage": STAGE,
+            "requestId": str(uuid.uuid4()),
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "requestTimeEpoch": int(now * 1000),
+            "protocol": "HTTP/1.1",
+            "identity": {"sourceIp": client_ip, "userAgent": headers.get("User-Agent")},
+            "accountId": "123456789012",
+            "apiId": "local",
+        },
+        "body": base64.b64encode(body).decode("ascii"),
+        "isBase64Encoded": True,
+    }
+
+
+def _response_body(result: dict[str, Any]) -> bytes:
+    body = result.get("body") or ""
+    if result.get("isBase64Encoded"):
+        return base64.b64decode(body)
+    return str(body).encode("utf-8")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: LocalGateway
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # the console shows one line per step instead
+
+    def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        sent = {name.lower() for name in headers or {}}
+        for name, value in (headers or {}).items():
+            if name.lower() not in {"content-length", "connection", "transfer-encoding"}:
+                self.send_header(name, value)
+        if "content-type" not in sent:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _read_body(self) -> bytes | None:
+        """The raw body (Content-Length or chunked); None when it is over API Gateway's limit."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks, total = [], 0
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                total += size
+                if total > API_GATEWAY_MAX_BODY:
+                    self.close_connection = True
+                    return None
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > API_GATEWAY_MAX_BODY:
+            self.close_connection = True  # do not read 10 MB+ we are going to refuse
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _handle(self) -> None:
+        try:
+            body = self._read_body()
+        except ValueError:
+            self.close_connection = True
+            self._reply(400, _json("Bad Request"))
+            return
+        path = urlsplit(self.path).path
+        event_id = self.headers.get(klikit_headers.EVENT_ID)
+        event_type = self.headers.get(klikit_headers.EVENT_TYPE)
+        console = self.server.console
+        if path != WEBHOOK_PATH or self.command != ROUTE_METHOD:
+            console.step("rejected", event_id, event_type, f"403 no route {self.command} {path}: API Gateway's answer")
+            self._reply(403, _json("Missing Authentication Token"), {"x-amzn-ErrorType": MISSING_TOKEN_ERROR})
+            return
+        if body is None:
+            console.step("rejected", event_id, event_type, "413 body over API Gateway's 10 MB limit")
+            self._reply(413, _json("Request Entity Too Large"))
+            return
+        event = api_gateway_event(self.command, self.path, list(self.headers.items()), body, self.client_address[0])
+        if len(json.dumps(event)) > LAMBDA_MAX_REQUEST_PAYLOAD:
+            console.step("rejected", event_id, event_type, "500 event over Lambda's 6 MB invoke limit (API Gateway)")
+            self._reply(500, _json("Internal server error"))
+            return
+        receiver = self.server.receiver
+        if receiver is None:
+            self._reply(503, _json("Service Unavailable"))
+            return
+        outcome = receiver.invoke(event)
+        result = outcome.result
+        if outcome.error is not None or not isinstance(result, dict) or "statusCode" not in result:
+            detail = repr(outcome.error) if outcome.error is not None else "malformed proxy response"
+            console.step("unavailable", event_id, event_type, f"502 receiver failed: {detail[:200]}")
+            self._reply(502, _json("Internal server error"))
+            return
+        status = int(result["statusCode"])
+        reply = _response_body(result)
+        headers = {str(k): str(v) for k, v in (result.get("headers") or {}).items()}
+        for name, values in (result.get("multiValueHeaders") or {}).items():
+            headers[str(name)] = ", ".join(str(v) for v in values)
+        word, detail = receiver_step(status, reply, outcome.invocation.records, len(body))
+        console.step(word, event_id, event_type, detail)
+        self._reply(status, reply, headers)
+
+    do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+
+
+class LocalGateway(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], console: Console) -> None:
+        self.receiver: LocalFunction | None = None  # set once the handlers are loaded; the port is bound first
+        self.console = console
+        super().__init__(address, _Handler)
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2}, name="gateway", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()

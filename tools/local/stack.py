@@ -1,0 +1,231 @@
+"""`make local`: the whole pipeline offline, in the foreground, until Ctrl-C or SIGTERM.
+
+moto (in this process, on loopback) stands in for AWS with the resources infra/spec.py declares and the receive
+count and TTLs cdk.json sets; the local gateway serves POST /webhooks/klikit with the real receiver; a worker
+feeds the real processor from the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+
+from infra import spec
+from klikit import observability
+from klikit import settings as env_names
+from tools.local import config as local_config
+from tools.local.console import Console
+from tools.local.resources import LOCAL_REGION, LocalResources, create_resources
+from tools.local.runtime import LocalFunction, LogCapture, install_capture, load_handler, now_iso
+from tools.local.state import (
+    DEFAULT_PORT,
+    FUNCTIONS,
+    LOCAL_DEFAULT_SECRET,
+    PROCESSOR,
+    RECEIVER,
+    SECRET_ENV,
+    StackState,
+    default_state_dir,
+    log_file,
+    read_state,
+    remove_state,
+    stack_dir,
+    webhook_url,
+)
+
+RECEIVER_TIMEOUT_SECONDS = 10  # klikit's delivery timeout, the receiver function's timeout in AWS
+DEFAULT_VISIBILITY_TIMEOUT = 3  # seconds; short so that retries and the move to the DLQ happen while you watch
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
+
+
+class StartError(Exception):
+    """The stack could not start; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    port: int = DEFAULT_PORT
+    host: str = "127.0.0.1"
+    moto_port: int = 0  # 0: any free port
+    state_dir: Path | None = None
+    secrets: tuple[str, ...] = ()
+    visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
+    max_receive_count: int | None = None  # None: cdk.json's dlq_max_receive_count
+    verbose: bool = False
+
+
+def choose_secrets(options: LocalOptions) -> tuple[list[str], str]:
+    """(secrets, where they came from)."""
+    if options.secrets:
+        return list(options.secrets), "--secret"
+    if os.environ.get(SECRET_ENV):
+        return [os.environ[SECRET_ENV]], f"from {SECRET_ENV}"
+    return [LOCAL_DEFAULT_SECRET], f"local default; set {SECRET_ENV} to use another"
+
+
+def _point_boto3_at(endpoint: str) -> None:
+    # boto3 honours AWS_ENDPOINT_URL for every client, the handlers' included; the credentials are dummies.
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        os.environ.pop(name, None)
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_DEFAULT_REGION": LOCAL_REGION,
+            "AWS_REGION": LOCAL_REGION,
+            **LOCAL_CREDENTIALS,
+        }
+    )
+
+
+def _functions_env(resources: LocalResources, log_level: str, idempotency_ttl_days: int) -> dict[str, str]:
+    """What the stack sets on the two functions (infra/intake.py, infra/processing.py, infra/function.py)."""
+    return {
+        **resources.env(),
+        env_names.IDEMPOTENCY_TTL_DAYS: str(idempotency_ttl_days),
+        env_names.EFFECTS_TTL_DAYS: str(idempotency_ttl_days),
+        env_names.SQS_MAX_MESSAGE_BYTES: str(spec.QUEUE_MAX_MESSAGE_BYTES),
+        "POWERTOOLS_METRICS_NAMESPACE": observability.METRICS_NAMESPACE,
+        "POWERTOOLS_LOG_LEVEL": log_level,
+        "POWERTOOLS_DEV": "false",
+    }
+
+
+def send_command(port: int, state_dir: Path) -> str:
+    command = "./klikit send created"
+    if port != DEFAULT_PORT:
+        command += f" --port {port}"
+    if state_dir.resolve() != default_state_dir().resolve():
+        command += f" --state-dir {state_dir}"
+    return command
+
+
+def _banner(options: LocalOptions, state: StackState, secrets: list[str], secret_source: str, state_dir: Path) -> str:
+    steps = "; the functions' full JSON logs follow each" if options.verbose else " (--verbose adds the full JSON logs)"
+    return "\n".join(
+        [
+            "",
+            "klikit local stack is ready: the real receiver and processor, with moto playing AWS.",
+            f"  webhook URL   POST {state.webhook_url}",
+            f"  secret        {secrets[0]}   ({secret_source})",
+            f"  send one      {send_command(options.port, state_dir)}",
+            f"  moto          {state.moto_endpoint}   (state and logs: {state.directory})",
+            f"  retries       a failed record is retried after {options.visibility_timeout} s,"
+            f" and moves to the DLQ after {state.max_receive_count} receives",
+            f"One line per delivery step below{steps}. Ctrl-C stops.",
+            "",
+        ]
+    )
+
+
+def run(options: LocalOptions) -> int:
+    """Start everything, block until SIGINT/SIGTERM, stop everything. StartError when it cannot start."""
+    from moto.server import ThreadedMotoServer  # ~0.5 s: only the local stack needs it
+
+    from tools.local.gateway import LocalGateway
+    from tools.local.worker import QueueWorker
+
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+
+    state_dir = options.state_dir or default_state_dir()
+    running = read_state(state_dir, options.port)
+    if running is not None:
+        raise StartError(
+            f"a local stack already runs on port {options.port} (pid {running.pid}): use it, stop it with Ctrl-C, "
+            "or start another one with --port"
+        )
+    directory = stack_dir(state_dir, options.port)
+    directory.mkdir(parents=True, exist_ok=True)
+    stack_config = local_config.stack_config()
+    max_receive_count = options.max_receive_count or stack_config.dlq_max_receive_count
+    secrets, secret_source = choose_secrets(options)
+
+    lock = threading.Lock()
+    console = Console(sys.stdout, lock)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log would drown the step lines
+
+    try:
+        gateway = LocalGateway((options.host, options.port), console)
+    except OSError as exc:
+        raise StartError(f"port {options.port} on {options.host} is taken ({exc.strerror}): pass --port") from None
+    console.say("starting moto and creating the stack's resources (infra/spec.py, cdk.json) ...")
+    moto = ThreadedMotoServer(ip_address=options.host, port=options.moto_port, verbose=False)
+    try:
+        moto.start()
+    except OSError as exc:
+        gateway.server_close()
+        raise StartError(f"moto could not bind port {options.moto_port} ({exc.strerror}): pass --moto-port") from None
+
+    host, moto_port = moto.get_host_and_port()
+    endpoint = f"http://{host}:{moto_port}"
+    _point_boto3_at(endpoint)
+    session = boto3.Session(region_name=LOCAL_REGION)
+    resources = create_resources(
+        session,
+        secrets,
+        prefix="klikit-local",
+        max_receive_count=max_receive_count,
+        visibility_timeout_seconds=options.visibility_timeout,
+    )
+    os.environ.update(_functions_env(resources, stack_config.log_level, stack_config.idempotency_ttl_days))
+    for function in FUNCTIONS:
+        log_file(directory, function).unlink(missing_ok=True)  # a fresh moto holds nothing older
+    capture = LogCapture(sys.stdout, directory, options.verbose, lock)
+    original_stdout = install_capture(capture)
+    state: StackState | None = None
+    worker_thread: threading.Thread | None = None
+    try:
+        gateway.receiver = LocalFunction(
+            "klikit-local-receiver",
+            load_handler(spec.RECEIVER_HANDLER),
+            capture,
+            RECEIVER_TIMEOUT_SECONDS,
+            stack_config.receiver_memory_mb,
+            RECEIVER,
+        )
+        processor = LocalFunction(
+            "klikit-local-processor",
+            load_handler(spec.PROCESSOR_HANDLER),
+            capture,
+            stack_config.processor_timeout_seconds,
+            stack_config.processor_memory_mb,
+            PROCESSOR,
+        )
+        worker = QueueWorker(session.client("sqs"), resources.queue_url, processor, console, max_receive_count, stop)
+        gateway.start()
+        worker_thread = worker.start()
+        state = StackState(
+            port=options.port,
+            pid=os.getpid(),
+            moto_endpoint=endpoint,
+            webhook_url=webhook_url(options.port, options.host),
+            directory=str(directory),
+            started_at=now_iso(),
+            max_receive_count=max_receive_count,
+            resources=resources,
+        )
+        state.write()
+        console.say(_banner(options, state, secrets, secret_source, state_dir))
+        while not stop.wait(0.5):
+            pass
+        console.say("\nstopping ...")
+    finally:
+        stop.set()
+        if state is not None:
+            remove_state(state)
+        gateway.stop()
+        if worker_thread is not None:
+            worker_thread.join(timeout=stack_config.processor_timeout_seconds + 5)
+        moto.stop()
+        sys.stdout = original_stdout
+        capture.close()
+    console.say(f"stopped: nothing left running. The functions' logs stay in {directory}.")
+    return 0

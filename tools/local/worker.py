@@ -1,0 +1,126 @@
+"""The local SQS event source: long-poll the queue, invoke the real processor with Lambda's SQS batch event.
+
+Like Lambda's event source mapping with ReportBatchItemFailures: records the processor lists in
+`batchItemFailures` (or every record, when the function fails) are left on the queue, to become visible again
+after the visibility timeout; the others are deleted. SQS itself moves a record to the DLQ once its receive count
+passes the queue's maxReceiveCount.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tools.local.console import Console, processor_steps
+from tools.local.resources import LOCAL_REGION
+from tools.local.runtime import LocalFunction
+
+BATCH_SIZE = 10
+WAIT_SECONDS = 1  # short long-polls, so Ctrl-C stops the worker within a second
+
+
+def lambda_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
+    """One boto3 ReceiveMessage message as a record of Lambda's SQS event."""
+    attributes = {
+        name: {
+            "stringValue": value.get("StringValue"),
+            "binaryValue": value.get("BinaryValue"),
+            "stringListValues": [],
+            "binaryListValues": [],
+            "dataType": value.get("DataType", "String"),
+        }
+        for name, value in (message.get("MessageAttributes") or {}).items()
+    }
+    for value in attributes.values():
+        if value["binaryValue"] is None:
+            del value["binaryValue"]
+        elif value["stringValue"] is None:
+            del value["stringValue"]
+    body = message.get("Body", "")
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": body,
+        "attributes": dict(message.get("Attributes") or {}),
+        "messageAttributes": attributes,
+        "md5OfBody": message.get("MD5OfBody") or hashlib.md5(body.encode()).hexdigest(),  # noqa: S324 - SQS's own
+        "md5OfMessageAttributes": message.get("MD5OfMessageAttributes"),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": LOCAL_REGION,
+    }
+
+
+def failed_ids(result: Any, records: list[dict[str, Any]]) -> set[str]:
+    """Message ids to leave on the queue. A malformed response fails the whole batch, as Lambda does."""
+    every = {record["messageId"] for record in records}
+    if not isinstance(result, dict):
+        return every
+    failures = result.get("batchItemFailures") or []
+    ids = {failure.get("itemIdentifier") for failure in failures if isinstance(failure, dict)}
+    if not ids <= every:
+        return every
+    return {identifier for identifier in ids if isinstance(identifier, str)}
+
+
+class QueueWorker:
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        processor: LocalFunction,
+        console: Console,
+        max_receive_count: int,
+        stop: threading.Event,
+    ) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        self._processor = processor
+        self._console = console
+        self._max_receive_count = max_receive_count
+        self._stop = stop
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="sqs-worker", daemon=True)
+        thread.start()
+        return thread
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except (BotoCoreError, ClientError) as exc:
+                if self._stop.is_set():
+                    return
+                self._console.say(f"worker: the queue is unreachable ({type(exc).__name__}); retrying in 1 s")
+                self._stop.wait(1)
+
+    def poll_once(self) -> int:
+        messages = self._sqs.receive_message(
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=BATCH_SIZE,
+            WaitTimeSeconds=WAIT_SECONDS,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            return 0
+        records = [lambda_record(message, self._queue_arn) for message in messages]
+        outcome = self._processor.invoke({"Records": records})
+        failed = {record["messageId"] for record in records} if outcome.error else failed_ids(outcome.result, records)
+        done = [record for record in records if record["messageId"] not in failed]
+        if done:
+            self._sqs.delete_message_batch(
+                QueueUrl=self._queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": record["receiptHandle"]} for i, record in enumerate(done)],
+            )
+        steps = processor_steps(records, failed, outcome.invocation.records, self._max_receive_count, outcome.error)
+        for word, event_id, event_type, detail in steps:
+            self._console.step(word, event_id, event_type, detail)
+        return len(records)

@@ -1,0 +1,169 @@
+"""Which stack a CLI command talks to: the local stack (default) or a deployed one (`--stack NAME`).
+
+Either way the command gets the same `Target`: the webhook URL, the resource names, boto3 clients aimed at the
+right place, and the webhook secret to sign with.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra import spec
+from tools.local.state import (
+    DEFAULT_PORT,
+    LOCAL_DEFAULT_SECRET,
+    PROCESSOR,
+    RECEIVER,
+    SECRET_ENV,
+    StackState,
+    default_state_dir,
+    read_state,
+    webhook_url,
+)
+
+LOG_GROUP_OUTPUTS = {RECEIVER: spec.OUTPUT_RECEIVER_LOG_GROUP, PROCESSOR: spec.OUTPUT_PROCESSOR_LOG_GROUP}
+
+
+class CliError(Exception):
+    """A failure the user can act on: the message says what happened and what to do next."""
+
+    exit_code = 1
+
+
+class StackNotRunning(CliError):
+    exit_code = 3
+
+
+@dataclass(frozen=True)
+class Target:
+    description: str
+    webhook_url: str
+    queue_url: str
+    dlq_url: str
+    orders_table: str
+    bucket: str
+    secret_id: str
+    region: str | None
+    endpoint_url: str | None = None  # the local stack's moto
+    local: StackState | None = None
+    log_groups: dict[str, str] = field(default_factory=dict)  # deployed: function -> CloudWatch log group
+    stack_name: str | None = None
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        if self.endpoint_url is not None:
+            return boto3.client(
+                service,  # type: ignore[call-overload]
+                endpoint_url=self.endpoint_url,
+                region_name=self.region,
+                aws_access_key_id="local",
+                aws_secret_access_key="local",  # noqa: S106 - moto's dummy credentials
+            )
+        return boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
+
+    def signing_secret(self) -> str:
+        """KLIKIT_WEBHOOK_SECRET, else the first active secret the stack holds in Secrets Manager."""
+        if os.environ.get(SECRET_ENV):
+            return os.environ[SECRET_ENV]
+        from receiver.secrets import parse_secret_value
+
+        try:
+            value = self.client("secretsmanager").get_secret_value(SecretId=self.secret_id)["SecretString"]
+        except Exception as exc:  # noqa: BLE001 - any failure has the same advice
+            raise CliError(
+                f"could not read the webhook secret of {self.description} ({type(exc).__name__}): "
+                f"pass --secret or set {SECRET_ENV}"
+            ) from None
+        active = parse_secret_value(value)
+        if not active:
+            raise CliError(f"the webhook secret of {self.description} is empty: pass --secret or set {SECRET_ENV}")
+        return active[0]
+
+
+def local_target(state_dir: Path | None, port: int) -> Target:
+    state_dir = state_dir or default_state_dir()
+    state = read_state(state_dir, port)
+    if state is None:
+        raise StackNotRunning(
+            f"no local stack is running on port {port} (looked in {state_dir}): start one with `make local`"
+            + ("" if port == DEFAULT_PORT else f" PORT={port}")
+            + ", or pass --port/--state-dir to find it, or --stack NAME for a deployed stack"
+        )
+    resources = state.resources
+    return Target(
+        description=f"the local stack on port {port}",
+        webhook_url=state.webhook_url,
+        queue_url=resources.queue_url,
+        dlq_url=resources.dlq_url,
+        orders_table=resources.orders_table,
+        bucket=resources.bucket,
+        secret_id=resources.secret_id,
+        region="us-east-1",
+        endpoint_url=state.moto_endpoint,
+        local=state,
+    )
+
+
+def stack_outputs(stack_name: str, region: str | None) -> dict[str, str]:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    try:
+        stacks = boto3.client("cloudformation", region_name=region).describe_stacks(StackName=stack_name)["Stacks"]
+    except NoCredentialsError:
+        raise CliError("no AWS credentials: set AWS_PROFILE (or the AWS_* variables) for the stack's account") from None
+    except ClientError as exc:
+        message = exc.response.get("Error", {}).get("Message", "")
+        if "does not exist" in message:
+            raise StackNotRunning(
+                f"stack {stack_name} does not exist in {region or 'the default region'}: deploy it with `make deploy`"
+                " or pass the right --stack/--region"
+            ) from None
+        raise CliError(f"could not describe stack {stack_name}: {message}") from None
+    except BotoCoreError as exc:
+        raise CliError(f"could not reach CloudFormation: {exc}") from None
+    return {output["OutputKey"]: output["OutputValue"] for output in stacks[0].get("Outputs", [])}
+
+
+def deployed_target(stack_name: str, region: str | None) -> Target:
+    outputs = stack_outputs(stack_name, region)
+
+    def output(key: str) -> str:
+        if key not in outputs:
+            raise CliError(f"stack {stack_name} has no output {key}: is it this project's stack, and up to date?")
+        return outputs[key]
+
+    return Target(
+        description=f"stack {stack_name}",
+        webhook_url=output(spec.OUTPUT_WEBHOOK_URL),
+        queue_url=output(spec.OUTPUT_QUEUE_URL),
+        dlq_url=output(spec.OUTPUT_DLQ_URL),
+        orders_table=output(spec.OUTPUT_ORDERS_TABLE),
+        bucket=output(spec.OUTPUT_BUCKET),
+        secret_id=output(spec.OUTPUT_SECRET_ARN),
+        region=region,
+        log_groups={
+            name: outputs[key]
+            for name, key in (
+                ("receiver", spec.OUTPUT_RECEIVER_LOG_GROUP),
+                ("processor", spec.OUTPUT_PROCESSOR_LOG_GROUP),
+            )
+            if key in outputs
+        },
+        stack_name=stack_name,
+    )
+
+
+def resolve(stack: str | None, region: str | None, state_dir: Path | None, port: int) -> Target:
+    return deployed_target(stack, region) if stack else local_target(state_dir, port)
+
+
+def default_local_url(port: int) -> str:
+    return webhook_url(port)
+
+
+__all__ = ["LOCAL_DEFAULT_SECRET", "CliError", "StackNotRunning", "Target", "resolve"]
