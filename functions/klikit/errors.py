@@ -95,3 +95,7 @@ class BodyIntegrityError(PoisonDelivery):
 
     def __init__(self, expected: str, actual: str) -> None:
         super().__init__("body_hash_mismatch", f"expected sha256 {expected}, got {actual}")
+
+
+class PublishFailed(KlikitError):
+    """EventBridge refused a fan-out event; the record fails and SQS redelivers it."""

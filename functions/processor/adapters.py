@@ -16,7 +16,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from klikit.delivery import QUARANTINE_DETAIL, QUARANTINE_REASON, QueuedDelivery, archive_key
-from klikit.errors import PoisonDelivery
+from klikit.errors import PoisonDelivery, PublishFailed
 from processor.projection import Clock, Outcome
 
 MAX_QUARANTINE_DETAIL = 240
@@ -162,4 +162,4 @@ class EventBus:
         response = self._events.put_events(Entries=[entry])
         if response.get("FailedEntryCount"):
             code = response["Entries"][0].get("ErrorCode", "unknown")
-            raise RuntimeError(f"EventBridge refused the event: {code}")
+            raise PublishFailed(f"EventBridge refused the event: {code}")
