@@ -1,0 +1,142 @@
+"""What the workers send: klikit-shaped signed deliveries, SQS records, a Lambda context, and AWS on moto.
+
+Deliberately light on imports (hmac, json, uuid): a cold-start worker builds its events after the timed import
+phase, and nothing here may pre-load a module the measured code would have to import itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.harness import REGION, REPO
+
+SECRET = "whsec_bench_5d1c2b3a4f6e7d8c"
+ORDER_CREATED = "klikit.order.created.v2"
+RECEIVED_AT = "2026-06-25T09:30:00.000Z"
+FIXTURE = REPO / "tests" / "fixtures" / "order_created_v2_batch.json"
+
+
+@dataclass
+class LambdaContext:
+    """The parts of a Lambda context Powertools reads."""
+
+    function_name: str = "klikit-bench"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:klikit-bench"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+def order_body(target_bytes: int, order_id: int = 7821, fixture: Path = FIXTURE) -> bytes:
+    """A created.v2 body with one order whose cart is repeated until the body is at least `target_bytes`."""
+    document = json.loads(fixture.read_bytes())
+    order = copy.deepcopy(document["orders"][0])
+    order["id"] = order_id
+    lines = order["cart"]
+    document["orders"] = [order]
+    body = json.dumps(document, separators=(",", ":")).encode()
+    while len(body) < target_bytes:
+        order["cart"] = order["cart"] + [dict(lines[len(order["cart"]) % len(lines)])]
+        body = json.dumps(document, separators=(",", ":")).encode()
+    return body
+
+
+def sign(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def api_event(body: bytes, event_id: str | None = None, signature: str | None = None) -> dict[str, Any]:
+    """An API Gateway REST proxy event for POST /webhooks/klikit, signed like klikit signs."""
+    headers = {
+        "Content-Type": "application/json",
+        "X-Klikit-Signature": signature if signature is not None else sign(SECRET, body),
+        "X-Klikit-Event-Id": event_id or f"bench-{uuid.uuid4()}",
+        "X-Klikit-Event-Type": ORDER_CREATED,
+    }
+    return {
+        "resource": "/webhooks/klikit",
+        "path": "/webhooks/klikit",
+        "httpMethod": "POST",
+        "headers": headers,
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
+        "requestContext": {"requestId": str(uuid.uuid4()), "stage": "bench", "httpMethod": "POST"},
+        "body": body.decode(),
+        "isBase64Encoded": False,
+    }
+
+
+def sqs_record(body: bytes, event_id: str | None = None, received_at: str = RECEIVED_AT) -> dict[str, Any]:
+    """One record of Lambda's SQS event carrying a verified delivery inline, as the receiver queues it."""
+    event_id = event_id or f"bench-{uuid.uuid4()}"
+    attributes = {
+        "event_id": event_id,
+        "event_type": ORDER_CREATED,
+        "received_at": received_at,
+        "body_sha256": hashlib.sha256(body).hexdigest(),
+        "body_encoding": "utf-8",
+    }
+    return {
+        "messageId": str(uuid.uuid4()),
+        "receiptHandle": base64.b64encode(uuid.uuid4().bytes).decode(),
+        "body": body.decode(),
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1782379800000"},
+        "messageAttributes": {
+            name: {"stringValue": value, "stringListValues": [], "binaryListValues": [], "dataType": "String"}
+            for name, value in attributes.items()
+        },
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:klikit-local-deliveries",
+        "awsRegion": REGION,
+    }
+
+
+def sqs_batch(size: int, body_bytes: int, first_order_id: int) -> dict[str, Any]:
+    """A batch of `size` records, each a new event about a new order."""
+    return {"Records": [sqs_record(order_body(body_bytes, order_id=first_order_id + index)) for index in range(size)]}
+
+
+def start_moto() -> dict[str, str]:
+    """In-process moto with the stack's resources (tools/local); the functions' environment points at them."""
+    import boto3
+    from moto import mock_aws
+
+    from tools.local.resources import create_resources
+
+    mock_aws().start()
+    resources = create_resources(boto3.Session(region_name=REGION), [SECRET])
+    env = resources.env()
+    os.environ.update(env)
+    return env
+
+
+class CallCounter:
+    """Counts the AWS operations made through boto3's default session (register before creating clients)."""
+
+    def __init__(self) -> None:
+        import boto3
+
+        self.calls: dict[str, int] = {}
+        boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
+        boto3.DEFAULT_SESSION.events.register("before-call", self._count)
+
+    def _count(self, event_name: str, **_: Any) -> None:
+        _prefix, service, operation = event_name.split(".", 2)
+        key = f"{service}.{operation}"
+        self.calls[key] = self.calls.get(key, 0) + 1
+
+    def take(self) -> dict[str, int]:
+        calls, self.calls = self.calls, {}
+        return calls
