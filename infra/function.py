@@ -91,8 +91,6 @@ class PythonFunction(Construct):
                 **environment,
             },
         )
-        # Lambda creates the log stream on first invocation; the function must not start before its policy exists.
-        self.function.node.add_dependency(self.role)
 
 
 # config.LOG_RETENTION_DAYS in the order of the logs.RetentionDays members that name them.

@@ -125,6 +125,7 @@ class Intake(Construct):
         self.api = apigw.RestApi(
             self,
             "Api",
+            rest_api_name=f"klikit-webhooks-{config.stage}",
             description="klikit order webhooks: POST /webhooks/klikit only",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             # Every body reaches the receiver as exact bytes (base64): the HMAC is over the raw bytes, and a
@@ -142,6 +143,9 @@ class Intake(Construct):
                 data_trace_enabled=False,
             ),
         )
+        # A resource policy only takes effect with a new deployment: tie the deployment's identity to the allow-list.
+        if self.api.latest_deployment is not None:
+            self.api.latest_deployment.add_to_logical_id({"allowedCidrs": list(config.allowed_cidrs)})
         resource = self.api.root
         for part in WEBHOOK_PATH:
             resource = resource.add_resource(part)

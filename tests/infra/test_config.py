@@ -1,0 +1,119 @@
+"""cdk.json context validation: good values load, bad ones fail at synth with the key and the value named."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.config import ConfigError, StackConfig, config_from_cdk_json, load_config, powertools_version
+
+
+def test_committed_cdk_json_is_a_valid_dev_configuration() -> None:
+    config = config_from_cdk_json()
+    assert config.stage == "dev"
+    assert config.retain_data is False
+    assert config == StackConfig(), "cdk.json states the documented defaults"
+
+
+def test_feature_flags_and_cli_keys_in_the_context_are_not_ours_to_validate() -> None:
+    config = load_config({"@aws-cdk/core:newStyleStackSynthesis": True, "aws:cdk:enable-path-metadata": True})
+    assert config == StackConfig()
+
+
+def test_command_line_strings_are_parsed_like_cdk_json_values() -> None:
+    config = load_config(
+        {
+            "stage": "prod",
+            "fan_out": "true",
+            "throttle_rate_limit": "12.5",
+            "throttle_burst_limit": "30",
+            "processor_reserved_concurrency": "null",
+            "allowed_cidrs": "203.0.113.0/24, 198.51.100.7/32",
+            "log_retention_days": "90",
+            "log_level": "debug",
+            "alarm_email": "",
+        }
+    )
+    assert config.retain_data is True
+    assert config.fan_out is True
+    assert config.throttle_rate_limit == 12.5
+    assert config.throttle_burst_limit == 30
+    assert config.processor_reserved_concurrency is None
+    assert config.allowed_cidrs == ("203.0.113.0/24", "198.51.100.7/32")
+    assert config.log_retention_days == 90
+    assert config.log_level == "DEBUG"
+    assert config.alarm_email is None
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "klikit/webhook",
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:klikit/webhook-AbCdEf",
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:klikit/webhook",
+    ],
+)
+def test_an_existing_secret_can_be_named_or_given_by_arn(secret: str) -> None:
+    assert load_config({"webhook_secret": secret}).webhook_secret == secret
+
+
+def test_queue_visibility_is_six_processor_timeouts() -> None:
+    assert load_config({"processor_timeout_seconds": 45}).queue_visibility_timeout_seconds == 270
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("stage", "staging"),
+        ("stack_name", "1-bad name"),
+        ("allowed_cidrs", ["203.0.113.1/24"]),
+        ("allowed_cidrs", ["klikit"]),
+        ("allowed_cidrs", {"cidr": "203.0.113.0/24"}),
+        ("alarm_email", "oncall"),
+        ("alarm_email", 42),
+        ("webhook_secret", "arn:aws:s3:::bucket"),
+        ("idempotency_ttl_days", 0),
+        ("idempotency_ttl_days", "thirty"),
+        ("archive_expiry_days", True),
+        ("log_retention_days", 10),
+        ("log_level", "VERBOSE"),
+        ("throttle_rate_limit", -1),
+        ("throttle_burst_limit", 0),
+        ("receiver_memory_mb", 64),
+        ("processor_memory_mb", 20_000),
+        ("processor_timeout_seconds", 901),
+        ("processor_reserved_concurrency", 1),
+        ("dlq_max_receive_count", 0),
+        ("fan_out", "yes"),
+        ("signature_rejection_alarm_threshold", 0),
+        ("queue_age_alarm_seconds", 5),
+    ],
+)
+def test_bad_value_fails_with_the_key_and_value_named(key: str, value: Any) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config({key: value})
+    message = str(error.value)
+    assert repr(key) in message
+    bad = value[0] if isinstance(value, list) else value
+    assert repr(bad) in message, message
+
+
+def test_misspelt_key_fails_instead_of_being_ignored() -> None:
+    with pytest.raises(ConfigError, match=re.escape("unknown cdk.json context 'alarm_emial': 'ops@example.com'")):
+        load_config({"alarm_emial": "ops@example.com"})
+
+
+def test_powertools_version_is_read_from_the_requirements_pin(tmp_path: Path) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# shipped\naws-lambda-powertools[parser]==3.37.0  # layer\nboto3==1.44.5\n")
+    assert powertools_version(requirements) == "3.37.0"
+
+
+def test_unpinned_powertools_fails_because_the_layer_would_drift(tmp_path: Path) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("aws-lambda-powertools>=3\n")
+    with pytest.raises(ConfigError, match="pin aws-lambda-powertools"):
+        powertools_version(requirements)

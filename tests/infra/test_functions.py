@@ -1,0 +1,124 @@
+"""The two functions: runtime, architecture, sizing, environment, logs, the Powertools layer and the code asset."""
+
+from __future__ import annotations
+
+import re
+from importlib import metadata
+
+import pytest
+
+from infra import spec
+from infra.config import REQUIREMENTS_TXT
+from klikit import observability
+from klikit import settings as env
+from tests.infra.conftest import Synthesized
+from tests.infra.helpers import function, processor, receiver
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("infra")]
+
+
+def pinned_powertools() -> str:
+    (version,) = re.findall(r"^aws-lambda-powertools(?:\[[^\]]*\])?==(\S+)", REQUIREMENTS_TXT.read_text(), re.M)
+    return version
+
+
+@pytest.mark.parametrize("handler", [spec.RECEIVER_HANDLER, spec.PROCESSOR_HANDLER])
+def test_functions_run_python313_on_arm64(dev: Synthesized, handler: str) -> None:
+    props = function(dev, handler)[1]
+    assert props["Runtime"] == "python3.13"
+    assert props["Architectures"] == ["arm64"]
+    assert "TracingConfig" not in props or props["TracingConfig"]["Mode"] != "Active"
+
+
+def test_receiver_answers_well_inside_klikits_ten_seconds(each_stage: Synthesized) -> None:
+    props = receiver(each_stage)
+    assert props["Timeout"] == 7
+    assert props["MemorySize"] == each_stage.config.receiver_memory_mb
+
+
+def test_processor_timeout_memory_and_reserved_concurrency_follow_the_config(each_stage: Synthesized) -> None:
+    props = processor(each_stage)
+    assert props["Timeout"] == each_stage.config.processor_timeout_seconds
+    assert props["MemorySize"] == each_stage.config.processor_memory_mb
+    assert props["ReservedConcurrentExecutions"] == each_stage.config.processor_reserved_concurrency
+
+
+def test_processor_consumes_the_queue_in_batches_reporting_item_failures(each_stage: Synthesized) -> None:
+    (mapping,) = each_stage.resources("AWS::Lambda::EventSourceMapping").values()
+    props = mapping["Properties"]
+    assert props["FunctionName"] == {"Ref": function(each_stage, spec.PROCESSOR_HANDLER)[0]}
+    assert props["BatchSize"] == 10
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # never more concurrent batches than reserved executions: no throttled (and redelivered) batches
+    assert props["ScalingConfig"]["MaximumConcurrency"] == each_stage.config.processor_reserved_concurrency
+
+
+def test_receiver_environment_names_what_settings_reads(dev: Synthesized) -> None:
+    variables = receiver(dev)["Environment"]["Variables"]
+    assert set(variables) == {
+        env.WEBHOOK_SECRET_ID,
+        env.IDEMPOTENCY_TABLE_NAME,
+        env.IDEMPOTENCY_TTL_DAYS,
+        env.QUEUE_URL,
+        env.PAYLOAD_BUCKET_NAME,
+        env.SQS_MAX_MESSAGE_BYTES,
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+        "POWERTOOLS_LOG_LEVEL",
+    }
+    assert variables["POWERTOOLS_SERVICE_NAME"] == observability.RECEIVER_SERVICE
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == observability.METRICS_NAMESPACE
+    assert variables[env.SQS_MAX_MESSAGE_BYTES] == str(spec.QUEUE_MAX_MESSAGE_BYTES)
+    assert variables[env.IDEMPOTENCY_TTL_DAYS] == "30"
+
+
+def test_processor_environment_names_what_settings_reads(dev: Synthesized, prod: Synthesized) -> None:
+    base = {env.ORDERS_TABLE_NAME, env.EFFECTS_TABLE_NAME, env.PAYLOAD_BUCKET_NAME, env.DLQ_URL, env.EFFECTS_TTL_DAYS}
+    powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+    assert set(processor(dev)["Environment"]["Variables"]) == base | powertools
+    prod_vars = processor(prod)["Environment"]["Variables"]
+    assert set(prod_vars) == base | powertools | {env.EVENT_BUS_NAME}, "fan-out adds the bus"
+    assert prod_vars["POWERTOOLS_SERVICE_NAME"] == observability.PROCESSOR_SERVICE
+
+
+def test_fan_out_creates_an_event_bus_only_when_on(dev: Synthesized, prod: Synthesized) -> None:
+    assert dev.resources("AWS::Events::EventBus") == {}
+    (bus_id,) = prod.resources("AWS::Events::EventBus")
+    assert processor(prod)["Environment"]["Variables"][env.EVENT_BUS_NAME] == {"Ref": bus_id}
+
+
+@pytest.mark.parametrize("handler", [spec.RECEIVER_HANDLER, spec.PROCESSOR_HANDLER])
+def test_each_function_logs_to_its_own_group_with_retention(each_stage: Synthesized, handler: str) -> None:
+    props = function(each_stage, handler)[1]
+    group_id = props["LoggingConfig"]["LogGroup"]["Ref"]
+    group = each_stage.template["Resources"][group_id]
+    assert group["Properties"]["RetentionInDays"] == each_stage.config.log_retention_days
+
+
+def test_deployed_powertools_layer_is_the_tested_version(each_stage: Synthesized) -> None:
+    version = pinned_powertools()
+    assert metadata.version("aws-lambda-powertools") == version, "tests run against the pinned version"
+    parameter = f"/aws/service/powertools/python/arm64/python3.13/{version}"
+    layer_params = [
+        key
+        for key, value in each_stage.template["Parameters"].items()
+        if value["Type"] == "AWS::SSM::Parameter::Value<String>" and value["Default"] == parameter
+    ]
+    assert len(layer_params) == 1
+    for handler in (spec.RECEIVER_HANDLER, spec.PROCESSOR_HANDLER):
+        assert function(each_stage, handler)[1]["Layers"] == [{"Ref": layer_params[0]}]
+
+
+def test_code_asset_is_the_functions_tree_without_caches_or_tests(dev: Synthesized) -> None:
+    code = receiver(dev)["Code"]
+    asset_hash = code["S3Key"].removesuffix(".zip")
+    assert processor(dev)["Code"]["S3Key"] == code["S3Key"], "one asset for both functions"
+    asset = dev.outdir / f"asset.{asset_hash}"
+    for handler in (spec.RECEIVER_HANDLER, spec.PROCESSOR_HANDLER):
+        module = handler.rsplit(".", 1)[0]
+        assert (asset / (module.replace(".", "/") + ".py")).is_file(), f"{handler} is in the asset"
+    assert (asset / "klikit" / "signature.py").is_file()
+    shipped = {path.name for path in asset.rglob("*")}
+    assert "__pycache__" not in shipped
+    assert "tests" not in shipped
+    assert not any(name.endswith(".pyc") for name in shipped)

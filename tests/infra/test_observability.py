@@ -1,0 +1,104 @@
+"""Alarms on every failure mode the pipeline has, wired to one topic; one dashboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from infra import spec
+from klikit import observability as names
+from tests.infra.conftest import Synthesized
+from tests.infra.helpers import function, logical_id
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("infra")]
+
+
+def alarms(synth: Synthesized) -> list[dict[str, Any]]:
+    return [alarm["Properties"] for alarm in synth.resources("AWS::CloudWatch::Alarm").values()]
+
+
+def alarm_on(synth: Synthesized, namespace: str, metric: str, dimension: dict[str, Any]) -> dict[str, Any]:
+    found = [
+        a
+        for a in alarms(synth)
+        if a["Namespace"] == namespace and a["MetricName"] == metric and dimension in a.get("Dimensions", [])
+    ]
+    assert len(found) == 1, (namespace, metric, dimension)
+    return found[0]
+
+
+def test_dlq_messages_and_queue_age_raise_alarms(dev: Synthesized) -> None:
+    dlq = logical_id(dev, "AWS::SQS::Queue", "/DeadLetterQueue/")
+    queue = logical_id(dev, "AWS::SQS::Queue", "/Processing/Queue/")
+    in_dlq = alarm_on(
+        dev,
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq, "QueueName"]}},
+    )
+    assert in_dlq["Threshold"] == 1
+    assert in_dlq["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    age = alarm_on(
+        dev,
+        "AWS/SQS",
+        "ApproximateAgeOfOldestMessage",
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}},
+    )
+    assert age["Threshold"] == dev.config.queue_age_alarm_seconds
+
+
+@pytest.mark.parametrize("metric", ["Errors", "Throttles"])
+@pytest.mark.parametrize("handler", [spec.RECEIVER_HANDLER, spec.PROCESSOR_HANDLER])
+def test_function_errors_and_throttles_raise_alarms(dev: Synthesized, handler: str, metric: str) -> None:
+    function_id = function(dev, handler)[0]
+    alarm = alarm_on(dev, "AWS/Lambda", metric, {"Name": "FunctionName", "Value": {"Ref": function_id}})
+    assert alarm["Threshold"] == 1
+
+
+def test_api_5xx_raises_an_alarm(dev: Synthesized) -> None:
+    stage = logical_id(dev, "AWS::ApiGateway::Stage", "DeploymentStage")
+    alarm_on(dev, "AWS/ApiGateway", "5XXError", {"Name": "Stage", "Value": {"Ref": stage}})
+
+
+@pytest.mark.parametrize(
+    ("service", "metric", "threshold"),
+    [
+        (names.RECEIVER_SERVICE, names.REJECTED_SIGNATURE, 10),
+        (names.RECEIVER_SERVICE, names.ENQUEUE_FAILURES, 1),
+        (names.PROCESSOR_SERVICE, names.PROCESSING_FAILED, 1),
+    ],
+)
+def test_custom_metrics_alarm_with_the_powertools_service_dimension(
+    dev: Synthesized, service: str, metric: str, threshold: int
+) -> None:
+    alarm = alarm_on(dev, names.METRICS_NAMESPACE, metric, {"Name": "service", "Value": service})
+    assert alarm["Threshold"] == threshold
+    assert alarm["Statistic"] == "Sum"
+
+
+def test_every_alarm_notifies_the_topic_and_ignores_missing_data(each_stage: Synthesized) -> None:
+    (topic_id,) = each_stage.resources("AWS::SNS::Topic")
+    for alarm in alarms(each_stage):
+        assert alarm["AlarmActions"] == [{"Ref": topic_id}]
+        assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def test_alarm_email_subscribes_only_when_configured(dev: Synthesized, prod: Synthesized) -> None:
+    assert dev.resources("AWS::SNS::Subscription") == {}
+    (subscription,) = prod.resources("AWS::SNS::Subscription").values()
+    assert subscription["Properties"]["Protocol"] == "email"
+    assert subscription["Properties"]["Endpoint"] == "oncall@example.com"
+
+
+def test_one_dashboard_graphs_the_pipeline(dev: Synthesized) -> None:
+    (dashboard,) = dev.resources("AWS::CloudWatch::Dashboard").values()
+    body = str(dashboard["Properties"]["DashboardBody"])
+    for metric in (
+        names.RECEIVED,
+        names.ENQUEUED,
+        names.REJECTED_SIGNATURE,
+        names.PROCESSED,
+        "ApproximateAgeOfOldestMessage",
+    ):
+        assert metric in body
