@@ -1,0 +1,567 @@
+"""Reliability harness: the real receiver and processor on one in-process moto, klikit's retries, SQS's redelivery,
+AWS faults injected at the botocore layer, Lambda crashes, and a log sink that fails a test on any leak.
+
+- `Faults` arms botocore hooks on the default boto3 session (the one the functions' clients come from): fail an
+  operation with an AWS error code or a transport error, throttle it on the wire (so botocore's own retries are
+  exercised), hold it, or crash the Lambda just before or just after it.
+- `Crash` is a BaseException: the Lambda runtime killing an invocation (timeout, OOM) runs no `except Exception`,
+  no cleanup, no reply. API Gateway then answers klikit 502, and SQS redelivers the whole batch.
+- `Pipeline` plays klikit (send and retry until 2xx), API Gateway, the SQS event source mapping and the clock
+  (`let_in_flight_records_expire`: the Lambda timeout passed, so Powertools may take over an in-progress record).
+  The harness reads AWS through its own boto3 session, which the injected faults never touch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
+from botocore.retries.standard import ExponentialBackoff
+from hypothesis import HealthCheck, settings
+from moto.core.models import botocore_stubber
+
+from klikit.signature import sign
+from processor import handler as processor_handler
+from processor.models import OrderEvent
+from processor.registry import REGISTRY, Registry
+from receiver import handler as receiver_handler
+from tests.conftest import OLD_SECRET, SECRET, FakeLambdaContext, load_json
+from tests.integration.processor.helpers import lambda_record
+from tools.local.resources import LOCAL_REGION, LocalResources
+
+# --- hypothesis: bounded in `make test`, raised by `make fuzz` / `make soak` ----------------------------------
+
+FUZZ_EXAMPLES = int(os.environ.get("KLIKIT_FUZZ_EXAMPLES", "400"))
+SOAK_EXAMPLES = int(os.environ.get("KLIKIT_SOAK_EXAMPLES", "30"))
+STATS_DIR = os.environ.get("KLIKIT_RELIABILITY_STATS", ".local/reliability")
+
+settings.register_profile(
+    "reliability",
+    database=None,  # no example database: every run is a fresh search (CI has no state to carry)
+    deadline=None,  # moto calls vary in cost; a deadline would only make the suite flaky
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+
+
+def record_stats(name: str, figures: dict[str, Any]) -> None:
+    """Write a run's figures (examples, cases, outcomes) where docs/reliability.md's numbers come from."""
+    folder = Path(STATS_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(figures, indent=2, sort_keys=True), encoding="utf-8")
+
+
+# --- what must never appear in a log line -----------------------------------------------------------------
+
+
+def _personal_data() -> set[str]:
+    """Every customer value in the klikit-shaped fixtures (names, phones, emails, addresses)."""
+    found: set[str] = set()
+    for name in ("order_created_v2_batch.json", "order_status_updated.json", "order_cart_updated.json"):
+        for order in load_json(name)["orders"]:
+            for value in (order.get("customer") or {}).values():
+                if isinstance(value, str):
+                    found.add(value)
+                    found.update(part.strip() for part in value.split(",") if len(part.strip()) >= 6)
+    return found
+
+
+PERSONAL_DATA = frozenset(_personal_data())
+SECRETS = frozenset({SECRET, OLD_SECRET})
+# A signature is 64 lowercase hex characters; nothing this service logs legitimately looks like one.
+_SIGNATURE_LIKE = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+
+
+def leaks(text: str) -> list[str]:
+    found = [f"secret {s[:6]}..." for s in SECRETS if s in text]
+    found += [f"personal data {p[:3]}..." for p in PERSONAL_DATA if p in text]
+    found += [f"signature-like hex {m[:8]}..." for m in _SIGNATURE_LIKE.findall(text)]
+    return found
+
+
+class LogSink:
+    """A stream for the Powertools log handlers: checks each line for leaks as it is written, keeps the last few."""
+
+    def __init__(self, keep: int = 2000) -> None:
+        self.lines: list[str] = []
+        self.leaked: list[tuple[str, str]] = []
+        self.count = 0
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            for line in text.splitlines():
+                if not line.strip():
+                    continue
+                self.count += 1
+                for leak in leaks(line):
+                    self.leaked.append((leak, line[:300]))
+                self.lines.append(line)
+            if len(self.lines) > self._keep:
+                del self.lines[: len(self.lines) - self._keep]
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines if line.startswith("{")]
+
+
+@pytest.fixture(autouse=True)
+def log_sink() -> Iterator[LogSink]:
+    """Every reliability test runs with its logs checked: a secret, signature or customer datum fails it."""
+    import logging
+
+    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+    sink = LogSink()
+    swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
+    for candidate in list(logging.Logger.manager.loggerDict.values()):
+        for log_handler in getattr(candidate, "handlers", []):
+            if isinstance(log_handler, logging.StreamHandler) and isinstance(
+                log_handler.formatter, LambdaPowertoolsFormatter
+            ):
+                swapped.append((log_handler, log_handler.setStream(sink)))
+    yield sink
+    for log_handler, stream in swapped:
+        log_handler.setStream(stream)
+    assert sink.leaked == [], f"logs leaked: {sink.leaked[:5]}"
+
+
+# --- fault injection --------------------------------------------------------------------------------------
+
+
+class Crash(BaseException):  # not an Exception: the code under test must not be able to catch it
+    """The Lambda runtime ended the invocation here (timeout or crash): no except-clause, no cleanup, no reply."""
+
+
+Predicate = Callable[[dict[str, Any]], bool]
+
+
+@dataclass
+class Rule:
+    operation: str  # "sqs.SendMessage"
+    action: str  # fail | crash_before | crash_after | throttle | lose_response | hold
+    times: int  # -1: every matching call
+    when: Predicate | None = None
+    code: str = "InternalError"
+    error: Exception | None = None
+    hold: Callable[[], None] | None = None
+    fired: int = 0
+
+
+def _operation(event_name: str) -> str:
+    # "<event>.<service-id>.<Operation>": secrets-manager -> secretsmanager
+    _event, service, operation = event_name.split(".", 2)
+    return f"{service.replace('-', '')}.{operation}"
+
+
+class Faults:
+    """botocore hooks on the default boto3 session: the functions' clients are created after it is armed."""
+
+    _PARAMS = "reliability.api_params"
+
+    def __init__(self) -> None:
+        self.rules: list[Rule] = []
+        self.calls: Counter[str] = Counter()
+        self.attempts: Counter[str] = Counter()  # wire attempts, including botocore's own retries
+        self.put_keys: list[tuple[str, str]] = []  # (table, id) of every idempotency record the functions wrote
+        self._lock = threading.Lock()
+        self._current = threading.local()
+
+    # --- arming ------------------------------------------------------------------------------------------
+
+    def fail(
+        self,
+        operation: str,
+        *,
+        times: int = 1,
+        code: str = "InternalError",
+        error: Exception | None = None,
+        when: Predicate | None = None,
+    ) -> Rule:
+        """The call raises ClientError(code), or `error`, as if every retry botocore made had failed."""
+        return self._add(Rule(operation, "fail", times, when, code=code, error=error))
+
+    def crash_before(self, operation: str, *, times: int = 1, when: Predicate | None = None) -> Rule:
+        return self._add(Rule(operation, "crash_before", times, when))
+
+    def crash_after(self, operation: str, *, times: int = 1, when: Predicate | None = None) -> Rule:
+        """The call reached AWS and took effect; the Lambda died before it saw the answer."""
+        return self._add(Rule(operation, "crash_after", times, when))
+
+    def throttle(self, operation: str, *, times: int = 1, when: Predicate | None = None) -> Rule:
+        """AWS answers HTTP 400 ThrottlingException on the wire: botocore's retry policy sees it and retries."""
+        return self._add(Rule(operation, "throttle", times, when))
+
+    def lose_response(self, operation: str, *, times: int = 1, when: Predicate | None = None) -> Rule:
+        """AWS takes the request but its answer is lost (HTTP 500 or a read timeout): botocore sends it again."""
+        return self._add(Rule(operation, "lose_response", times, when))
+
+    def hold(
+        self, operation: str, callback: Callable[[], None], *, times: int = 1, when: Predicate | None = None
+    ) -> Rule:
+        return self._add(Rule(operation, "hold", times, when, hold=callback))
+
+    def clear(self) -> None:
+        with self._lock:
+            self.rules.clear()
+
+    def _add(self, rule: Rule) -> Rule:
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def _take(self, operation: str, actions: tuple[str, ...], context: dict[str, Any] | None) -> Rule | None:
+        params = (context or {}).get(self._PARAMS, {})
+        with self._lock:
+            for rule in self.rules:
+                if rule.operation != operation or rule.action not in actions or rule.times == 0:
+                    continue
+                if rule.when is not None and not rule.when(params):
+                    continue
+                if rule.times > 0:
+                    rule.times -= 1
+                rule.fired += 1
+                return rule
+        return None
+
+    # --- botocore hooks ----------------------------------------------------------------------------------
+
+    def _remember_params(self, event_name: str, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context[self._PARAMS] = params
+        self._current.params = params  # before-send has no context: it runs on this thread, right after
+        operation = _operation(event_name)
+        if operation == "dynamodb.PutItem" and "id" in params.get("Item", {}):
+            with self._lock:
+                self.put_keys.append((params["TableName"], params["Item"]["id"]["S"]))
+
+    def _before_call(self, event_name: str, context: dict[str, Any] | None = None, **_: Any) -> None:
+        operation = _operation(event_name)
+        with self._lock:
+            self.calls[operation] += 1
+        rule = self._take(operation, ("hold",), context)
+        if rule is not None and rule.hold is not None:
+            rule.hold()
+        rule = self._take(operation, ("fail", "crash_before"), context)
+        if rule is None:
+            return
+        if rule.action == "crash_before":
+            raise Crash(f"crashed before {operation}")
+        if rule.error is not None:
+            raise rule.error
+        raise ClientError({"Error": {"Code": rule.code, "Message": f"injected {operation} failure"}}, operation)
+
+    def _after_call(self, event_name: str, context: dict[str, Any] | None = None, **_: Any) -> None:
+        operation = _operation(event_name)
+        if self._take(operation, ("crash_after",), context) is not None:
+            raise Crash(f"crashed after {operation}")
+
+    def _before_send(self, event_name: str, request: Any, **_: Any) -> AWSResponse | None:
+        operation = _operation(event_name)
+        with self._lock:
+            self.attempts[operation] += 1
+        context = {self._PARAMS: getattr(self._current, "params", {})}
+        rule = self._take(operation, ("throttle", "lose_response"), context)
+        if rule is None:
+            return None
+        if rule.action == "throttle":
+            # botocore calls every before-send handler: keep moto's from taking the request this once
+            botocore_stubber.enabled = False
+            self._current.stubber_off = True
+            if operation.startswith("s3."):
+                body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+                return _response(request.url, 503, {"Content-Type": "application/xml"}, body)
+            code = (
+                "ProvisionedThroughputExceededException" if operation.startswith("dynamodb.") else "ThrottlingException"
+            )
+            body = json.dumps({"__type": code, "message": "Rate exceeded"}).encode()
+            headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-query-error": f"{code};Sender"}
+            return _response(request.url, 400, headers, body)
+        # lose_response: moto (AWS) takes the request after us; its answer is lost and botocore retries
+        if operation.startswith("s3."):
+            body = b"<Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>"
+            return _response(request.url, 500, {"Content-Type": "application/xml"}, body)
+        body = json.dumps({"__type": "InternalServerError", "message": "response lost"}).encode()
+        headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-query-error": "InternalError;Receiver"}
+        return _response(request.url, 500, headers, body)
+
+    def _needs_retry(self, **_: Any) -> None:
+        if getattr(self._current, "stubber_off", False):
+            botocore_stubber.enabled = True
+            self._current.stubber_off = False
+
+    def install(self, session: boto3.Session) -> None:
+        events = session.events
+        events.register("before-parameter-build", self._remember_params)
+        events.register("before-call", self._before_call)
+        events.register("after-call", self._after_call)
+        events.register_first("before-send", cast(Any, self._before_send))  # ahead of moto's responder
+        events.register_first("needs-retry", self._needs_retry)
+
+    def uninstall(self, session: boto3.Session) -> None:
+        events = session.events
+        events.unregister("before-parameter-build", self._remember_params)
+        events.unregister("before-call", self._before_call)
+        events.unregister("after-call", self._after_call)
+        events.unregister("before-send", cast(Any, self._before_send))
+        events.unregister("needs-retry", self._needs_retry)
+
+
+def _response(url: str, status: int, headers: dict[str, str], body: bytes) -> AWSResponse:
+    return AWSResponse(url, status, cast(Any, headers), cast(Any, _RawBody(body)))
+
+
+class _RawBody:
+    """The urllib3-like raw stream AWSResponse reads its content from."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._body
+
+    def read(self, *_: Any) -> bytes:
+        body, self._body = self._body, b""
+        return body
+
+
+def table_is(name: str) -> Predicate:
+    return lambda params: params.get("TableName") == name
+
+
+def queue_is(url: str) -> Predicate:
+    return lambda params: params.get("QueueUrl") == url
+
+
+def key_under(prefix: str) -> Predicate:
+    return lambda params: str(params.get("Key", "")).startswith(prefix)
+
+
+# --- the user's handler, counted -------------------------------------------------------------------------
+
+EVENT_TYPES = ("klikit.order.created.v2", "klikit.order.status.updated", "klikit.order.cart.updated")
+COUNTER_NAME = "reliability.effect-counter"
+
+
+@dataclass
+class EffectCounter:
+    """A handler registered for every klikit event type: its effect is one count per (event id, order id)."""
+
+    effects: Counter[tuple[str, str]] = field(default_factory=Counter)
+    fail_next: set[str] = field(default_factory=set)  # event ids whose next call raises before the effect
+    during: Callable[[OrderEvent], None] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, event: OrderEvent) -> None:
+        if self.during is not None:
+            self.during(event)
+        with self.lock:
+            if event.event_id in self.fail_next:
+                self.fail_next.discard(event.event_id)
+                raise RuntimeError("injected handler failure")
+            self.effects[(event.event_id, event.order_id)] += 1
+
+
+@pytest.fixture
+def counter() -> Iterator[EffectCounter]:
+    counting = EffectCounter()
+    with REGISTRY.scope() as scoped:
+        scoped.on(*EVENT_TYPES, name=COUNTER_NAME)(counting)
+        yield counting
+
+
+# --- the pipeline -----------------------------------------------------------------------------------------
+
+GATEWAY_CRASH_REPLY = (502, {"message": "Internal server error"})  # what API Gateway answers for a dead Lambda
+
+
+@dataclass
+class BatchResult:
+    records: int
+    failed: int
+    crashed: bool
+
+
+class Pipeline:
+    """klikit -> API Gateway -> receiver -> SQS -> event source mapping -> processor, one step at a time."""
+
+    def __init__(self, aws: LocalResources, faults: Faults, context: FakeLambdaContext) -> None:
+        self.aws = aws
+        self.faults = faults
+        self.context = context
+        harness = boto3.Session(region_name=LOCAL_REGION)  # never hooked: the test's own view of AWS
+        self.sqs = harness.client("sqs")
+        self.dynamodb = harness.client("dynamodb")
+        self.s3 = harness.client("s3")
+        self.replies: list[tuple[int, Any]] = []
+
+    # --- klikit and API Gateway --------------------------------------------------------------------------
+
+    def send(self, event: dict[str, Any]) -> tuple[int, Any]:
+        try:
+            reply = receiver_handler.lambda_handler(event, cast(Any, self._fresh_context()))
+        except Crash:
+            result: tuple[int, Any] = GATEWAY_CRASH_REPLY
+        else:
+            assert reply["headers"]["Content-Type"] == "application/json"
+            result = (reply["statusCode"], json.loads(reply["body"]))
+        self.replies.append(result)
+        return result
+
+    def send_until_acknowledged(self, event: dict[str, Any], attempts: int = 8) -> list[tuple[int, Any]]:
+        """klikit's retries: resend until 2xx; a 409 means the first attempt still holds the event id, so time
+        passes until its Lambda would have timed out."""
+        replies = []
+        for _ in range(attempts):
+            reply = self.send(event)
+            replies.append(reply)
+            if 200 <= reply[0] < 300:
+                return replies
+            if reply[0] == 409:
+                self.let_in_flight_records_expire()
+        raise AssertionError(f"klikit never got a 2xx: {replies}")
+
+    def _fresh_context(self) -> FakeLambdaContext:
+        return FakeLambdaContext(aws_request_id=str(uuid.uuid4()), remaining_ms=self.context.remaining_ms)
+
+    # --- the clock ---------------------------------------------------------------------------------------
+
+    def let_in_flight_records_expire(self) -> int:
+        """The Lambda timeout of every invocation that left an in-progress record has passed."""
+        expired = 0
+        for table, key in list(dict.fromkeys(self.faults.put_keys)):
+            try:
+                self.dynamodb.update_item(
+                    TableName=table,
+                    Key={"id": {"S": key}},
+                    UpdateExpression="SET in_progress_expiration = :past",
+                    ConditionExpression="#s = :inprogress",
+                    ExpressionAttributeNames={"#s": "status"},
+                    ExpressionAttributeValues={":past": {"N": "0"}, ":inprogress": {"S": "INPROGRESS"}},
+                )
+                expired += 1
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+        return expired
+
+    # --- SQS and the event source mapping ----------------------------------------------------------------
+
+    def receive(self, queue_url: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
+        response = self.sqs.receive_message(
+            QueueUrl=queue_url or self.aws.queue_url,
+            MaxNumberOfMessages=min(limit, 10),
+            MessageAttributeNames=["All"],
+            AttributeNames=["All"],
+            VisibilityTimeout=300,
+        )
+        return list(response.get("Messages", []))
+
+    def queue_depth(self, queue_url: str | None = None) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=queue_url or self.aws.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+    def process_once(self, limit: int = 10) -> BatchResult | None:
+        """One poll of the event source mapping: a batch to the processor; successes deleted, failures (or the
+        whole batch, when the Lambda crashed) visible again as if their visibility timeout had passed."""
+        messages = self.receive(limit=limit)
+        if not messages:
+            return None
+        records = []
+        for message in messages:
+            record = lambda_record(
+                message["Body"],
+                message.get("MessageAttributes", {}),
+                int(message["Attributes"]["ApproximateReceiveCount"]),
+            )
+            record["messageId"] = message["MessageId"]
+            records.append(record)
+        try:
+            response = processor_handler.lambda_handler({"Records": records}, cast(Any, self._fresh_context()))
+        except Crash:
+            failed = {m["MessageId"] for m in messages}
+            crashed = True
+        else:
+            failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+            crashed = False
+        for message in messages:
+            if message["MessageId"] in failed:
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.aws.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+            else:
+                self.sqs.delete_message(QueueUrl=self.aws.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return BatchResult(records=len(messages), failed=len(failed), crashed=crashed)
+
+    def drain(self, rounds: int = 40, limit: int = 10) -> list[BatchResult]:
+        """Run the processor until the queue is empty; a record still failing after `rounds` polls fails."""
+        results: list[BatchResult] = []
+        for _ in range(rounds):
+            result = self.process_once(limit)
+            if result is None:
+                return results
+            results.append(result)
+            if result.failed:
+                self.let_in_flight_records_expire()
+        raise AssertionError(f"queue not drained after {rounds} polls: {results[-3:]}")
+
+    def dlq(self) -> list[dict[str, Any]]:
+        return self.receive(self.aws.dlq_url)
+
+    def order(self, order_id: str) -> dict[str, Any] | None:
+        table = boto3.Session(region_name=LOCAL_REGION).resource("dynamodb").Table(self.aws.orders_table)
+        item: dict[str, Any] | None = table.get_item(Key={"order_id": order_id}, ConsistentRead=True).get("Item")
+        return item
+
+    def purge(self) -> None:
+        for url in (self.aws.queue_url, self.aws.dlq_url):
+            self.sqs.purge_queue(QueueUrl=url)
+
+
+@pytest.fixture
+def faults(aws: LocalResources, monkeypatch: pytest.MonkeyPatch) -> Iterator[Faults]:
+    # botocore still decides to retry and how often; only its backoff sleep (up to seconds) is skipped
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0)
+    injected = Faults()
+    boto3.setup_default_session()  # a fresh default session: the functions' clients are created from it
+    assert boto3.DEFAULT_SESSION is not None
+    injected.install(boto3.DEFAULT_SESSION)
+    yield injected
+    injected.uninstall(boto3.DEFAULT_SESSION)
+
+
+@pytest.fixture
+def pipeline(aws: LocalResources, faults: Faults, lambda_context: FakeLambdaContext) -> Iterator[Pipeline]:
+    receiver_handler.reset()
+    processor_handler.reset()
+    yield Pipeline(aws, faults, lambda_context)
+    receiver_handler.reset()
+    processor_handler.reset()
+
+
+@pytest.fixture
+def scoped_registry() -> Iterator[Registry]:
+    with REGISTRY.scope() as scoped:
+        yield scoped
+
+
+def signed(body: bytes, secret: str = SECRET) -> str:
+    return sign(secret, body)
