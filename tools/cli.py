@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from tools import dlq as dead_letters
 from tools import sender
 from tools.local.state import (
@@ -325,8 +327,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _archived(args: argparse.Namespace) -> tuple[bytes, str]:
-    from botocore.exceptions import ClientError
-
     from klikit.delivery import archive_key
 
     target = _target(args)
@@ -468,6 +468,12 @@ def _cloudwatch_logs(args: argparse.Namespace, functions: tuple[str, ...], since
     )
 
 
+def _aws_advice(args: argparse.Namespace) -> str:
+    if getattr(args, "stack", None):
+        return f"check your AWS credentials and region, and that stack {args.stack} is deployed and up to date"
+    return "is the local stack still running, and was it started from this checkout? (`make local`)"
+
+
 COMMANDS = {
     "local": cmd_local,
     "send": cmd_send,
@@ -491,6 +497,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except (BotoCoreError, ClientError) as exc:  # say which call failed and what to check
+        print(f"{PROG}: an AWS call failed: {exc}\n{_aws_advice(args)}", file=sys.stderr, flush=True)
+        return 1
     except BrokenPipeError:  # `./klikit dlq list | head`: the reader left, nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

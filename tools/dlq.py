@@ -21,7 +21,7 @@ from klikit.delivery import (
 )
 
 HIDE_SECONDS = 30  # how long a listed message stays hidden while we read the rest of the queue
-WAIT_SECONDS = 1
+WAIT_SECONDS = 1  # a short long-poll: SQS's short polls sample servers and can answer empty while messages wait
 BATCH = 10
 DEFAULT_LIMIT = 1000
 
@@ -90,11 +90,11 @@ def _dead_letter(message: dict[str, Any]) -> DeadLetter:
     )
 
 
-def _receive(sqs: Any, dlq_url: str, count: int) -> list[DeadLetter]:
+def _receive(sqs: Any, dlq_url: str, count: int, wait_seconds: int) -> list[DeadLetter]:
     messages = sqs.receive_message(
         QueueUrl=dlq_url,
         MaxNumberOfMessages=min(BATCH, count),
-        WaitTimeSeconds=WAIT_SECONDS,
+        WaitTimeSeconds=wait_seconds,
         VisibilityTimeout=HIDE_SECONDS,
         AttributeNames=["All"],
         MessageAttributeNames=["All"],
@@ -120,12 +120,14 @@ def depth(sqs: Any, queue_url: str) -> int:
     return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
 
-def list_dead_letters(sqs: Any, dlq_url: str, limit: int = DEFAULT_LIMIT) -> list[DeadLetter]:
+def list_dead_letters(
+    sqs: Any, dlq_url: str, limit: int = DEFAULT_LIMIT, wait_seconds: int = WAIT_SECONDS
+) -> list[DeadLetter]:
     """Every message in the DLQ (up to `limit`), left in place."""
     seen: dict[str, DeadLetter] = {}
     try:
         while len(seen) < limit:
-            batch = _receive(sqs, dlq_url, limit - len(seen))
+            batch = _receive(sqs, dlq_url, limit - len(seen), wait_seconds)
             fresh = [letter for letter in batch if letter.message_id not in seen]
             if not fresh:
                 break
@@ -142,13 +144,15 @@ def redrive(
     event_ids: set[str] | None = None,
     limit: int = DEFAULT_LIMIT,
     progress: Callable[[int], None] | None = None,
+    wait_seconds: int = WAIT_SECONDS,
 ) -> int:
     """Move DLQ messages (all, or those of `event_ids`) back to the main queue; the number moved."""
     moved = 0
     skipped: dict[str, DeadLetter] = {}
     try:
         while moved < limit:
-            batch = [letter for letter in _receive(sqs, dlq_url, limit - moved) if letter.message_id not in skipped]
+            received = _receive(sqs, dlq_url, limit - moved, wait_seconds)
+            batch = [letter for letter in received if letter.message_id not in skipped]
             if not batch:
                 break
             for letter in batch:

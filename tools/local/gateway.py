@@ -26,6 +26,7 @@ from tools.local.runtime import LocalFunction
 from tools.local.state import WEBHOOK_PATH
 
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
+DISCARD_AT_MOST = 64 * 1024 * 1024  # past this, an oversized request just loses its connection
 LAMBDA_MAX_REQUEST_PAYLOAD = 6 * 1024 * 1024  # 6,291,456 bytes, the synchronous Invoke limit
 STAGE = "local"
 ROUTE_METHOD = "POST"
@@ -118,16 +119,26 @@ class _Handler(BaseHTTPRequestHandler):
                     break
                 total += size
                 if total > API_GATEWAY_MAX_BODY:
-                    self.close_connection = True
+                    self._discard(size)
                     return None
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline()
             return b"".join(chunks)
         length = int(self.headers.get("Content-Length") or 0)
         if length > API_GATEWAY_MAX_BODY:
-            self.close_connection = True  # do not read 10 MB+ we are going to refuse
+            self._discard(length)
             return None
         return self.rfile.read(length) if length else b""
+
+    def _discard(self, length: int) -> None:
+        """Read and drop a body we refuse, so the client gets the reply rather than a broken pipe."""
+        self.close_connection = True
+        remaining = min(length, DISCARD_AT_MOST)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 1 << 20))
+            if not chunk:
+                return
+            remaining -= len(chunk)
 
     def _handle(self) -> None:
         try:

@@ -1,0 +1,306 @@
+"""The CLI's and the local stack's pieces on their own: signing and send options, the gateway's event, the worker's
+batch bookkeeping, and the DLQ list/redrive on in-process moto."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+from klikit import delivery
+from klikit.events import ORDER_CART_UPDATED, ORDER_CREATED, ORDER_STATUS_UPDATED
+from klikit.signature import matches_any, sign
+from tests.conftest import SECRET
+from tools import dlq, sender
+from tools.local.console import processor_steps, receiver_step
+from tools.local.gateway import api_gateway_event
+from tools.local.logs import parse_since
+from tools.local.resources import LOCAL_REGION, LocalResources
+from tools.local.worker import failed_ids, lambda_record
+
+BODY = b'{"brand_id":1,"branch_id":2,"orders":[{"id":42}]}'
+
+
+def a_delivery(body: bytes = BODY) -> sender.Delivery:
+    return sender.Delivery(body, "evt-1", ORDER_CREATED)
+
+
+# --- signing and send options --------------------------------------------------------------------------------
+
+
+def test_signed_headers_carry_klikits_signature_of_the_exact_body() -> None:
+    headers = sender.signed_headers(a_delivery(), sender.SignOptions(secret=SECRET))
+
+    assert headers["x-klikit-signature"] == sign(SECRET, BODY)
+    assert matches_any(headers["x-klikit-signature"], BODY, [SECRET])
+    assert headers["x-klikit-event-id"] == "evt-1"
+    assert headers["x-klikit-event-type"] == ORDER_CREATED
+    assert headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("option", ["tamper", "wrong_secret"])
+def test_forging_options_produce_a_signature_the_secret_does_not_match(option: str) -> None:
+    options = sender.SignOptions(secret=SECRET, tamper=option == "tamper", wrong_secret=option == "wrong_secret")
+
+    signature = sender.signed_headers(a_delivery(), options)["x-klikit-signature"]
+
+    assert len(signature) == 64
+    assert not matches_any(signature, BODY, [SECRET])
+
+
+def test_without_header_leaves_exactly_those_headers_out_whatever_their_case() -> None:
+    options = sender.SignOptions(secret=SECRET, omit=("X-Klikit-Signature", "content-type"))
+
+    headers = sender.signed_headers(a_delivery(), options)
+
+    assert "x-klikit-signature" not in headers
+    assert "Content-Type" not in headers
+    assert "x-klikit-event-id" in headers
+
+
+@pytest.mark.parametrize(
+    ("alias", "event_type"),
+    [("created", ORDER_CREATED), ("status", ORDER_STATUS_UPDATED), ("cart", ORDER_CART_UPDATED)],
+)
+def test_each_sample_is_a_klikit_envelope_of_its_event_type(alias: str, event_type: str) -> None:
+    document = json.loads(sender.sample_body(alias))
+
+    assert sender.event_type_for(alias) == event_type
+    assert isinstance(document["brand_id"], int) and isinstance(document["branch_id"], int)
+    assert document["orders"] and all(isinstance(order["id"], int) for order in document["orders"])
+
+
+def test_created_sample_is_a_two_order_batch_renumbered_by_order_id() -> None:
+    document = json.loads(sender.sample_body("created", order_id=500))
+
+    assert [order["id"] for order in document["orders"]] == [500, 501]
+
+
+def test_unknown_event_types_are_sent_as_given() -> None:
+    assert sender.event_type_for("klikit.order.refunded.v9") == "klikit.order.refunded.v9"
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1200000", 1_200_000), ("900KB", 900_000), ("1.5MB", 1_500_000), ("2MiB", 2 * 1024 * 1024), ("64k", 64_000)],
+)
+def test_sizes_read_like_people_write_them(text: str, size: int) -> None:
+    assert sender.parse_size(text) == size
+
+
+def test_a_size_that_is_not_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a size"):
+        sender.parse_size("big")
+
+
+def test_large_body_is_exactly_the_size_asked_and_still_the_same_envelope() -> None:
+    padded = sender.pad_to(sender.sample_body("status"), 1_100_000)
+
+    assert len(padded) == 1_100_000
+    document = json.loads(padded)
+    assert document["orders"] == json.loads(sender.sample_body("status"))["orders"]
+
+
+def test_hints_explain_refusals_and_duplicates() -> None:
+    plain = sender.SignOptions(secret=SECRET)
+    forged = sender.SignOptions(secret=SECRET, tamper=True)
+    unauthorized = sender.Reply(401, b'{"error":"invalid signature"}')
+
+    assert "secret" in (sender.hint(unauthorized, plain) or "")
+    assert "as it should be" in (sender.hint(unauthorized, forged) or "")
+    assert "received before" in (sender.hint(sender.Reply(200, b'{"status":"duplicate-ignored"}'), plain) or "")
+    assert sender.hint(sender.Reply(200, b'{"status":"received"}'), plain) is None
+
+
+# --- the local gateway's event -------------------------------------------------------------------------------
+
+
+def test_gateway_event_carries_the_exact_bytes_base64_encoded_and_every_header_value() -> None:
+    body = b'{"a": 1}\r\n\xff'
+    pairs = [("X-Klikit-Event-Id", "one"), ("x-klikit-event-id", "two"), ("Content-Type", "application/json")]
+
+    event = api_gateway_event("POST", "/webhooks/klikit?x=1&x=2", pairs, body, "127.0.0.1")
+
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == body
+    assert event["headers"]["X-Klikit-Event-Id"] == "one"  # sender's casing
+    assert event["headers"]["x-klikit-event-id"] == "two"
+    assert event["multiValueHeaders"]["Content-Type"] == ["application/json"]
+    assert event["multiValueQueryStringParameters"] == {"x": ["1", "2"]}
+    assert event["queryStringParameters"] == {"x": "2"}
+    assert event["path"] == "/webhooks/klikit"
+    assert event["resource"] == "/webhooks/klikit"
+
+
+def test_gateway_event_for_an_empty_body_is_an_empty_base64_string() -> None:
+    event = api_gateway_event("POST", "/webhooks/klikit", [], b"", "127.0.0.1")
+
+    assert event["body"] == ""
+    assert event["isBase64Encoded"] is True
+
+
+# --- console lines -------------------------------------------------------------------------------------------
+
+
+def test_receiver_step_names_the_outcome_and_the_reason() -> None:
+    reason = [{"level": "WARNING", "reason": "missing klikit headers: x-klikit-signature"}]
+
+    assert receiver_step(200, b'{"status":"received"}', [], 10)[0] == "received"
+    assert receiver_step(200, b'{"status":"duplicate-ignored"}', [], 10)[0] == "duplicate"
+    assert receiver_step(400, b'{"error":"missing klikit headers"}', reason, 10) == (
+        "rejected",
+        "400 missing klikit headers: x-klikit-signature",
+    )
+    assert receiver_step(503, b'{"error":"temporarily unavailable"}', [], 10)[0] == "unavailable"
+
+
+def _record(message_id: str, receive_count: int = 1, body: str = '{"orders":[{"id":7}]}') -> dict[str, Any]:
+    return {
+        "messageId": message_id,
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": str(receive_count)},
+        "messageAttributes": {"event_id": {"stringValue": f"evt-{message_id}", "dataType": "String"}},
+    }
+
+
+def test_processor_steps_tell_processed_quarantined_retrying_and_dead_letter_apart() -> None:
+    records = [_record("a"), _record("b"), _record("c", 1), _record("d", 3)]
+    logs = [{"level": "ERROR", "message_id": "b", "reason": "not_json", "message": "poison delivery quarantined"}]
+
+    steps = processor_steps(records, {"c", "d"}, logs, max_receive_count=3, crashed=None)
+
+    assert [(word, event_id) for word, event_id, _, _ in steps] == [
+        ("processed", "evt-a"),
+        ("quarantined", "evt-b"),
+        ("retrying", "evt-c"),
+        ("dead-letter", "evt-d"),
+    ]
+    assert steps[0][3] == "orders 7"
+    assert "not_json" in steps[1][3]
+
+
+# --- the worker's batch bookkeeping --------------------------------------------------------------------------
+
+
+def test_lambda_record_has_the_shape_of_lambdas_sqs_event() -> None:
+    message = {
+        "MessageId": "m-1",
+        "ReceiptHandle": "rh",
+        "Body": "hello",
+        "MD5OfBody": "5d41402abc4b2a76b9719d911017c592",
+        "Attributes": {"ApproximateReceiveCount": "2", "SentTimestamp": "1"},
+        "MessageAttributes": {"event_id": {"StringValue": "evt", "DataType": "String"}},
+    }
+
+    record = lambda_record(message, "arn:aws:sqs:us-east-1:123456789012:q")
+
+    assert record["messageId"] == "m-1"
+    assert record["receiptHandle"] == "rh"
+    assert record["attributes"]["ApproximateReceiveCount"] == "2"
+    assert record["messageAttributes"]["event_id"] == {
+        "stringValue": "evt",
+        "stringListValues": [],
+        "binaryListValues": [],
+        "dataType": "String",
+    }
+    assert record["eventSource"] == "aws:sqs"
+    assert record["eventSourceARN"].endswith(":q")
+
+
+def test_only_reported_failures_stay_on_the_queue_and_a_malformed_reply_fails_the_batch() -> None:
+    records = [{"messageId": "a"}, {"messageId": "b"}]
+
+    assert failed_ids({"batchItemFailures": []}, records) == set()
+    assert failed_ids({"batchItemFailures": [{"itemIdentifier": "b"}]}, records) == {"b"}
+    assert failed_ids({"batchItemFailures": [{"itemIdentifier": "zzz"}]}, records) == {"a", "b"}
+    assert failed_ids(None, records) == {"a", "b"}
+
+
+# --- DLQ list and redrive (in-process moto) -------------------------------------------------------------------
+
+
+def _quarantine(sqs: Any, resources: LocalResources, event_id: str, reason: str | None) -> None:
+    body, attributes = delivery.sqs_message(delivery.Delivery(event_id, ORDER_CREATED, BODY, "2026-06-25T09:14:11Z"))
+    if reason:
+        attributes[delivery.QUARANTINE_REASON] = {"DataType": "String", "StringValue": reason}
+        attributes[delivery.QUARANTINE_DETAIL] = {"DataType": "String", "StringValue": "why"}
+    sqs.send_message(QueueUrl=resources.dlq_url, MessageBody=body, MessageAttributes=attributes)
+
+
+def _drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    while messages := sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=60
+    ).get("Messages"):
+        found.extend(messages)
+    return found
+
+
+def test_dlq_list_says_why_each_is_there_and_leaves_them_in_place(aws: LocalResources) -> None:
+    sqs = boto3.client("sqs", region_name=LOCAL_REGION)
+    _quarantine(sqs, aws, "evt-poison", "not_json")
+    _quarantine(sqs, aws, "evt-tired", None)
+
+    letters = dlq.list_dead_letters(sqs, aws.dlq_url, wait_seconds=0)
+
+    assert {letter.summary()["event_id"]: letter.summary()["reason"] for letter in letters} == {
+        "evt-poison": "not_json",
+        "evt-tired": "receive_limit",
+    }
+    assert "quarantined: not_json (why)" in {letter.reason for letter in letters}
+    assert dlq.depth(sqs, aws.dlq_url) == 2
+    assert len(dlq.list_dead_letters(sqs, aws.dlq_url, wait_seconds=0)) == 2
+
+
+def test_redrive_moves_body_and_delivery_attributes_back_without_the_quarantine_reason(aws: LocalResources) -> None:
+    sqs = boto3.client("sqs", region_name=LOCAL_REGION)
+    _quarantine(sqs, aws, "evt-1", "not_json")
+    _quarantine(sqs, aws, "evt-2", None)
+    progress: list[int] = []
+
+    moved = dlq.redrive(sqs, aws.dlq_url, aws.queue_url, progress=progress.append, wait_seconds=0)
+
+    assert moved == 2
+    assert progress == [1, 2]
+    assert _drain(sqs, aws.dlq_url) == []
+    back = _drain(sqs, aws.queue_url)
+    assert sorted(m["MessageAttributes"]["event_id"]["StringValue"] for m in back) == ["evt-1", "evt-2"]
+    for message in back:
+        assert delivery.QUARANTINE_REASON not in message["MessageAttributes"]
+        assert delivery.QUARANTINE_DETAIL not in message["MessageAttributes"]
+        queued = delivery.queued_delivery(message)
+        assert delivery.read_body(queued, lambda bucket, key: b"") == BODY
+
+
+def test_redrive_of_chosen_event_ids_leaves_the_others_in_the_dlq(aws: LocalResources) -> None:
+    sqs = boto3.client("sqs", region_name=LOCAL_REGION)
+    for event_id in ("evt-keep", "evt-move", "evt-keep-2"):
+        _quarantine(sqs, aws, event_id, "not_json")
+
+    moved = dlq.redrive(sqs, aws.dlq_url, aws.queue_url, event_ids={"evt-move"}, wait_seconds=0)
+
+    assert moved == 1
+    assert [m["MessageAttributes"]["event_id"]["StringValue"] for m in _drain(sqs, aws.queue_url)] == ["evt-move"]
+    assert dlq.depth(sqs, aws.dlq_url) == 2
+
+
+def test_redrive_of_an_empty_dlq_moves_nothing(aws: LocalResources) -> None:
+    assert dlq.redrive(boto3.client("sqs", region_name=LOCAL_REGION), aws.dlq_url, aws.queue_url, wait_seconds=0) == 0
+
+
+# --- logs ------------------------------------------------------------------------------------------------------
+
+
+def test_since_reads_durations_and_times() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2026, 6, 25, 9, 0, tzinfo=UTC)
+
+    assert parse_since("10m", now) == now - timedelta(minutes=10)
+    assert parse_since("2h", now) == now - timedelta(hours=2)
+    assert parse_since("2026-06-25T08:00:00Z", now) == datetime(2026, 6, 25, 8, 0, tzinfo=UTC)
+    with pytest.raises(ValueError, match="not a time"):
+        parse_since("yesterday-ish", now)
