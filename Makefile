@@ -16,6 +16,8 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_DISABLE_CLI_TELEMETRY := 1
 CDK := node_modules/.bin/cdk
 CDK_FLAGS := --no-notices
+# extra CDK CLI arguments, e.g. make deploy CDK_ARGS="-c stage=prod -c alarm_email=oncall@example.com"
+CDK_ARGS ?=
 
 .PHONY: help
 help: ## list the targets
@@ -74,19 +76,19 @@ soak: $(STAMP) ## the property-based pipeline test with far more examples
 
 .PHONY: synth
 synth: $(STAMP) $(CDK) ## synthesize the CloudFormation template into cdk.out (offline)
-	$(CDK) synth $(CDK_FLAGS) --quiet
+	$(CDK) synth $(CDK_FLAGS) --quiet $(CDK_ARGS)
 
 .PHONY: diff
 diff: $(STAMP) $(CDK) ## compare the stack with what is deployed
-	$(CDK) diff $(CDK_FLAGS)
+	$(CDK) diff $(CDK_FLAGS) $(CDK_ARGS)
 
 .PHONY: deploy
 deploy: $(STAMP) $(CDK) ## deploy the stack to the AWS account in your environment
-	$(CDK) deploy $(CDK_FLAGS) --require-approval broadening
+	$(CDK) deploy $(CDK_FLAGS) --require-approval broadening $(CDK_ARGS)
 
 .PHONY: destroy
 destroy: $(STAMP) $(CDK) ## delete the stack (a prod stage keeps its tables, bucket and secret)
-	$(CDK) destroy $(CDK_FLAGS)
+	$(CDK) destroy $(CDK_FLAGS) $(CDK_ARGS)
 
 .PHONY: logs
 logs: $(STAMP) ## tail CloudWatch logs: make logs ARGS="--follow --since 10m --filter ERROR"
