@@ -96,7 +96,7 @@ class Observability(Construct):
         )
         self._alarm(
             "ProcessorErrors",
-            "The processor invocation failed as a whole (crash, timeout, or every record failed).",
+            "The processor invocation crashed or timed out; failing records alarm as ProcessingFailures.",
             processor.metric_errors(period=PERIOD, statistic="Sum"),
             **at_least_one,
         )
