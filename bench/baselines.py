@@ -129,7 +129,7 @@ class BaselineReceiver:
 
 
 class BaselineProcessor:
-    """Per record: archive to S3, then per order: claim the effect, write the order, mark the effect complete."""
+    """Per record: archive to S3; per order: claim an effect, write the order's parts, complete it; a second effect."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.s3 = boto3.client("s3", config=CONFIG)
@@ -170,10 +170,11 @@ class BaselineProcessor:
         now = time.time()
         for order in document["orders"]:
             order_id = str(order["id"])
-            key = {"id": {"S": "baseline#" + hashlib.sha256(f"{event_id}#{order_id}".encode()).hexdigest()}}
-            self.dynamodb.put_item(
-                TableName=self.effects, Item=in_progress(key, now), ExpressionAttributeValues=claim_values(now), **CLAIM
-            )
+            keys = [  # two effects per order, as the processor has: the projection and the example integration
+                {"id": {"S": "baseline#" + hashlib.sha256(f"{event_id}#{order_id}#{effect}".encode()).hexdigest()}}
+                for effect in ("projection", "integration")
+            ]
+            self.claim(keys[0], now)
             at_ms = int(datetime.fromisoformat(order["updated_at"].replace("Z", "+00:00")).timestamp() * 1000)
             common = {"brand_id": document["brand_id"], "branch_id": document["branch_id"]}
             parts = {
@@ -183,19 +184,31 @@ class BaselineProcessor:
             }
             for part, values in parts.items():  # the processor's projection: one conditional write per part
                 self.set_if_newer(order_id, part, at_ms, event_id, {**values, **common})
-            self.dynamodb.update_item(TableName=self.effects, Key=key, **completed(now, '{"outcome":"applied"}'))
+            self.complete(keys[0], now)
+            self.claim(keys[1], now)
+            self.complete(keys[1], now)
+
+    def claim(self, key: dict[str, Any], now: float) -> None:
+        self.dynamodb.put_item(
+            TableName=self.effects, Item=in_progress(key, now), ExpressionAttributeValues=claim_values(now), **CLAIM
+        )
+
+    def complete(self, key: dict[str, Any], now: float) -> None:
+        self.dynamodb.update_item(TableName=self.effects, Key=key, **completed(now, '{"outcome":"applied"}'))
 
     def set_if_newer(self, order_id: str, part: str, at_ms: int, event_id: str, values: dict[str, Any]) -> None:
         values = {**values, f"{part}_at_ms": at_ms, f"{part}_rank": 0, f"{part}_event_id": event_id}
         names = {f"#a{i}": name for i, name in enumerate(values)}
         alias = {name: f"a{i}" for i, name in enumerate(values)}
-        at = alias[f"{part}_at_ms"]
+        at, rank = alias[f"{part}_at_ms"], alias[f"{part}_rank"]
         try:
             self.dynamodb.update_item(
                 TableName=self.orders,
                 Key={"order_id": {"S": order_id}},
                 UpdateExpression="SET " + ", ".join(f"#{a} = :{a}" for a in alias.values()),
-                ConditionExpression=f"attribute_not_exists(#{at}) OR #{at} < :{at}",
+                ConditionExpression=(
+                    f"attribute_not_exists(#{at}) OR #{at} < :{at} OR (#{at} = :{at} AND #{rank} < :{rank})"
+                ),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues={f":{alias[n]}": SERIALIZE(v) for n, v in values.items()},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",

@@ -23,6 +23,7 @@ def measure(body_bytes: int, rounds: int, per_round: int) -> dict[str, Any]:
 
     env = workload.start_moto()
     counter = workload.CallCounter()
+    aws = workload.AwsTimer()
     from bench.baselines import BaselineReceiver
     from receiver import handler
 
@@ -32,11 +33,15 @@ def measure(body_bytes: int, rounds: int, per_round: int) -> dict[str, Any]:
     body = workload.order_body(body_bytes)
     sqs = boto3.Session(region_name=workload.REGION).client("sqs")
 
+    own: dict[str, list[float]] = {name: [] for name in handlers}  # ms outside AWS calls
+
     def deliver(name: str) -> float:
         event = workload.api_event(body)
+        aws.take()
         started = time.perf_counter()
         reply = handlers[name](event, context)
         elapsed = (time.perf_counter() - started) * 1000
+        own[name].append(elapsed - aws.take() * 1000)
         if reply["statusCode"] != 200 or "received" not in reply["body"]:
             raise SystemExit(f"{name} answered {reply}")
         return elapsed
@@ -46,6 +51,8 @@ def measure(body_bytes: int, rounds: int, per_round: int) -> dict[str, Any]:
             deliver(name)
     counter.take()
     calls = {name: deliver(name) and counter.take() for name in handlers}
+    for samples_ in own.values():
+        samples_.clear()
 
     results: dict[str, list[dict[str, float]]] = {name: [] for name in handlers}
     for _ in range(rounds):
@@ -58,8 +65,14 @@ def measure(body_bytes: int, rounds: int, per_round: int) -> dict[str, Any]:
                 sqs.purge_queue(QueueUrl=env["QUEUE_URL"])
         for name, latencies in samples.items():
             results[name].append(
-                {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99), "n": len(latencies)}
+                {
+                    "p50": percentile(latencies, 50),
+                    "p99": percentile(latencies, 99),
+                    "n": len(latencies),
+                    "own_p50": percentile(own[name], 50),
+                }
             )
+            own[name].clear()
     return {"body_bytes": len(body), "rounds": results, "calls_per_delivery": calls}
 
 
@@ -106,6 +119,14 @@ def run(quick: bool) -> list[Any]:
                 note=f"AWS calls per delivery: receiver {calls['receiver']}, baseline {calls['baseline']}"
                 if calls["receiver"] != calls["baseline"]
                 else "",
+            ),
+            Figure(
+                f"warm_receiver.{size // 1000}kb.own_code_ms",
+                f"  own code p50 (outside AWS calls), {label}",
+                "ms",
+                Summary.of([r["own_p50"] for r in real]),
+                extra={"baseline": Summary.of([r["own_p50"] for r in base]).as_dict()},
+                note="baseline's own code: {:.2f} ms".format(Summary.of([r["own_p50"] for r in base]).median),
             ),
             Figure(
                 f"warm_receiver.{size // 1000}kb.overhead_p99",

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,9 @@ from bench.harness import REGION, REPO
 SECRET = "whsec_bench_5d1c2b3a4f6e7d8c"
 ORDER_CREATED = "klikit.order.created.v2"
 RECEIVED_AT = "2026-06-25T09:30:00.000Z"
+ORDER_STATUS_UPDATED = "klikit.order.status.updated"
 FIXTURE = REPO / "tests" / "fixtures" / "order_created_v2_batch.json"
+STATUS_FIXTURE = REPO / "tests" / "fixtures" / "order_status_updated.json"
 
 
 @dataclass
@@ -52,6 +55,13 @@ def order_body(target_bytes: int, order_id: int = 7821, fixture: Path = FIXTURE)
     return body
 
 
+def status_body(order_id: int) -> bytes:
+    """A status.updated body (~0.6 KB) about `order_id`."""
+    document = json.loads(STATUS_FIXTURE.read_bytes())
+    document["orders"][0]["id"] = order_id
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
 def sign(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
@@ -76,12 +86,14 @@ def api_event(body: bytes, event_id: str | None = None, signature: str | None = 
     }
 
 
-def sqs_record(body: bytes, event_id: str | None = None, received_at: str = RECEIVED_AT) -> dict[str, Any]:
+def sqs_record(
+    body: bytes, event_id: str | None = None, received_at: str = RECEIVED_AT, event_type: str = ORDER_CREATED
+) -> dict[str, Any]:
     """One record of Lambda's SQS event carrying a verified delivery inline, as the receiver queues it."""
     event_id = event_id or f"bench-{uuid.uuid4()}"
     attributes = {
         "event_id": event_id,
-        "event_type": ORDER_CREATED,
+        "event_type": event_type,
         "received_at": received_at,
         "body_sha256": hashlib.sha256(body).hexdigest(),
         "body_encoding": "utf-8",
@@ -140,3 +152,26 @@ class CallCounter:
     def take(self) -> dict[str, int]:
         calls, self.calls = self.calls, {}
         return calls
+
+
+class AwsTimer:
+    """Adds up the time spent inside boto3 API calls (moto included), so the rest is the handler's own code."""
+
+    def __init__(self) -> None:
+        import botocore.client
+
+        self.spent = 0.0
+        original = getattr(botocore.client.BaseClient, "_make_api_call")  # noqa: B009 - private, untyped
+
+        def timed(client: Any, operation: str, params: dict[str, Any]) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(client, operation, params)
+            finally:
+                self.spent += time.perf_counter() - started
+
+        setattr(botocore.client.BaseClient, "_make_api_call", timed)  # noqa: B010 - private, untyped
+
+    def take(self) -> float:
+        spent, self.spent = self.spent, 0.0
+        return spent
