@@ -447,24 +447,14 @@ def _local_log_dir(args: argparse.Namespace) -> Path:
 
 
 def _cloudwatch_logs(args: argparse.Namespace, functions: tuple[str, ...], since: datetime | None) -> int:
-    import importlib
+    from tools import logs as cloudwatch  # the one CloudWatch implementation, shared with `make logs`
 
-    try:
-        cloudwatch = importlib.import_module("tools.logs")  # the infrastructure's CloudWatch implementation
-    except ModuleNotFoundError:
-        raise CliError("CloudWatch log tailing (tools/logs.py) is not in this checkout yet") from None
     target = _target(args)
-    groups = [target.log_groups[name] for name in functions if name in target.log_groups]
+    groups = {name: target.log_groups[name] for name in functions if name in target.log_groups}
     if not groups:
         raise CliError(f"stack {args.stack} has no log group outputs: is it up to date? (`make deploy`)")
-    return int(
-        cloudwatch.tail(
-            groups,
-            region=args.region,
-            since=since,
-            filter_pattern=args.filter,
-            follow=args.follow,
-        )
+    return cloudwatch.tail(
+        groups, region=args.region, since=since, filter_pattern=args.filter, follow=args.follow, out=_say
     )
 
 

@@ -5,14 +5,14 @@ Samples live in tools/samples/ (one per event type; the created.v2 sample is a t
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from klikit import headers as names
 from klikit.events import ORDER_CART_UPDATED, ORDER_CREATED, ORDER_STATUS_UPDATED
@@ -122,17 +122,30 @@ class Reply:
 
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float = 15.0) -> Reply:
-    """POST and return the reply, whatever its status. SendError when nothing answered."""
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    """POST and return the reply, whatever its status. SendError when nothing answered.
+
+    http.client, not urllib: urllib rewrites header names (x-klikit-signature -> X-klikit-signature), and the point
+    of this tool is to send exactly what klikit sends.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SendError(f"not an http(s) URL: {url}")
+    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = connection_class(parts.hostname, parts.port, timeout=timeout)
+    target = parts.path or "/"
+    if parts.query:
+        target += f"?{parts.query}"
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return Reply(response.status, response.read(), dict(response.headers.items()))
-    except urllib.error.HTTPError as error:
-        with error:
-            return Reply(error.code, error.read(), dict(error.headers.items()))
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise SendError(f"nothing answered at {url} ({reason})") from None
+        connection.putrequest("POST", target, skip_accept_encoding=True)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            connection.putheader(name, value)
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return Reply(response.status, response.read(), dict(response.getheaders()))
+    except (OSError, http.client.HTTPException) as error:
+        raise SendError(f"nothing answered at {url} ({error})") from None
+    finally:
+        connection.close()
 
 
 def send(url: str, delivery: Delivery, options: SignOptions, timeout: float = 15.0) -> Reply:

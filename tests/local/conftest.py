@@ -141,9 +141,12 @@ def start_stack(state_dir: Path, *extra: str) -> LocalStack:
     return LocalStack(process, port, state_dir, output_path, state)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """One stack per module; a failing record is retried after 1 s and dead-lettered on its second receive."""
+    """One stack per test session (its tests share an xdist group).
+
+    A failing record is retried after 1 s and dead-lettered on its second receive.
+    """
     running = start_stack(tmp_path_factory.mktemp("local"), "--visibility-timeout", "1", "--max-receive-count", "2")
     try:
         yield running
