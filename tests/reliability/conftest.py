@@ -180,6 +180,7 @@ class Faults:
         self.calls: Counter[str] = Counter()
         self.attempts: Counter[str] = Counter()  # wire attempts, including botocore's own retries
         self.put_keys: list[tuple[str, str]] = []  # (table, id) of every idempotency record the functions wrote
+        self.sent: list[dict[str, Any]] = []  # every SendMessage, shaped like a received message
         self._lock = threading.Lock()
         self._current = threading.local()
 
@@ -246,9 +247,11 @@ class Faults:
         context[self._PARAMS] = params
         self._current.params = params  # before-send has no context: it runs on this thread, right after
         operation = _operation(event_name)
-        if operation == "dynamodb.PutItem" and "id" in params.get("Item", {}):
-            with self._lock:
+        with self._lock:
+            if operation == "dynamodb.PutItem" and "id" in params.get("Item", {}):
                 self.put_keys.append((params["TableName"], params["Item"]["id"]["S"]))
+            elif operation == "sqs.SendMessage":
+                self.sent.append({"Body": params["MessageBody"], "MessageAttributes": params["MessageAttributes"]})
 
     def _before_call(self, event_name: str, context: dict[str, Any] | None = None, **_: Any) -> None:
         operation = _operation(event_name)
@@ -531,9 +534,14 @@ class Pipeline:
         item: dict[str, Any] | None = table.get_item(Key={"order_id": order_id}, ConsistentRead=True).get("Item")
         return item
 
-    def purge(self) -> None:
-        for url in (self.aws.queue_url, self.aws.dlq_url):
-            self.sqs.purge_queue(QueueUrl=url)
+    def discard_queued(self) -> int:
+        """Delete every message on the deliveries queue (PurgeQueue is limited to once a minute)."""
+        discarded = 0
+        while messages := self.receive():
+            entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)]
+            self.sqs.delete_message_batch(QueueUrl=self.aws.queue_url, Entries=entries)
+            discarded += len(messages)
+        return discarded
 
 
 @pytest.fixture
