@@ -100,6 +100,9 @@ class QueueWorker:
                     return
                 self._console.say(f"worker: the queue is unreachable ({type(exc).__name__}); retrying in 1 s")
                 self._stop.wait(1)
+            except Exception as exc:  # noqa: BLE001 - a bug here must not silently stop the pipeline
+                self._console.say(f"worker: unexpected {exc!r}; polling again in 1 s")
+                self._stop.wait(1)
 
     def poll_once(self) -> int:
         messages = self._sqs.receive_message(
