@@ -39,6 +39,7 @@ class Figure:
     note: str = ""
     missing: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    spread: str | None = None  # says what the spread is when it is not a quartile range over runs
 
     @property
     def status(self) -> str:
@@ -53,7 +54,12 @@ class Figure:
         if self.summary is None:
             return [self.label, "-", self.missing or "not measured", target, self.status]
         s = self.summary
-        spread = f"{fmt(s.p25, self.unit)} .. {fmt(s.p75, self.unit)} (n={s.runs})" if s.runs > 1 else "single run"
+        if self.spread is not None:
+            spread = self.spread
+        elif s.runs > 1:
+            spread = f"{fmt(s.p25, self.unit)} .. {fmt(s.p75, self.unit)} (n={s.runs})"
+        else:
+            spread = "single run"
         return [self.label, fmt(s.median, self.unit), spread, target, self.status]
 
     def as_dict(self) -> dict[str, Any]:
