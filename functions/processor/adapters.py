@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import Decimal, DecimalException
 from typing import Any
 from urllib.parse import quote
 
@@ -118,6 +118,11 @@ class DynamoOrdersTable:
         alias = {name: f"a{i}" for i, name in enumerate(assignments)}
         at, rk = alias[at_ms], alias[rank]
         try:
+            values_in = {f":{alias[n]}": self._serialize(v) for n, v in assignments.items()}
+        except (DecimalException, TypeError) as exc:
+            # e.g. a number with more than the 38 digits DynamoDB keeps: the same body fails the same way every time
+            raise PoisonDelivery("unstorable_order", f"{part}: {type(exc).__name__}") from None
+        try:
             self._dynamodb.update_item(
                 TableName=self._table,
                 Key={"order_id": {"S": order_id}},
@@ -126,10 +131,13 @@ class DynamoOrdersTable:
                     f"attribute_not_exists(#{at}) OR #{at} < :{at} OR (#{at} = :{at} AND #{rk} < :{rk})"
                 ),
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues={f":{alias[n]}": self._serialize(v) for n, v in assignments.items()},
+                ExpressionAttributeValues=values_in,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
+            if _error_code(exc) == "ValidationException":
+                # the item or key is over DynamoDB's limits (400 KB item, 2048-byte key): no retry can store it
+                raise PoisonDelivery("unstorable_order", f"{part}: DynamoDB ValidationException") from None
             if _error_code(exc) != "ConditionalCheckFailedException":
                 raise
             stored: dict[str, Any] = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]

@@ -148,8 +148,9 @@ def parse_envelope(body: bytes) -> tuple[Envelope, list[dict[str, Any]]]:
     """(typed envelope, each order as klikit sent it), or PoisonDelivery saying why not."""
     try:
         document = loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        detail = type(exc).__name__ if isinstance(exc, UnicodeDecodeError) else str(exc)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # RecursionError: nested deeper than the parser can go; no retry will parse it either
+        detail = type(exc).__name__ if isinstance(exc, (UnicodeDecodeError, RecursionError)) else str(exc)
         raise PoisonDelivery("not_json", detail[:MAX_DETAIL_LENGTH]) from None
     try:
         envelope = Envelope.model_validate(document)

@@ -346,12 +346,6 @@ def test_a_signed_body_the_processor_cannot_use_is_quarantined_on_its_first_atte
 
 
 @pytest.mark.parametrize("name", sorted(UNSTORABLE))
-@pytest.mark.xfail(
-    strict=True,
-    reason="processor defect: a signed body that fails deterministically (RecursionError, decimal.Rounded, "
-    "DynamoDB ValidationException) is retried until SQS's redrive moves it to the DLQ without a "
-    "quarantine_reason, instead of being quarantined on its first attempt",
-)
 def test_a_signed_body_no_retry_can_store_is_quarantined_on_its_first_attempt(name: str, pipeline: Pipeline) -> None:
     assert pipeline.send(klikit_event(UNSTORABLE[name], event_id=f"evt-{name}"))[0] == 200
 
