@@ -173,11 +173,11 @@ class ProcessorApp:
             )
             with logger.append_context_keys(order_id=order.id):
                 failures.extend(self._run_handlers(handlers, event.event_id, order.id, event))
-        poison = next((failure for failure in failures if isinstance(failure, PoisonDelivery)), None)
-        if poison is not None:
+        unusable = next((failure for failure in failures if isinstance(failure, PoisonDelivery)), None)
+        if unusable is not None:
             # an order no retry can store (or a handler that said so): quarantine now instead of burning retries;
             # after a fix, a redrive re-runs only the effects that did not complete
-            self._send_to_dlq(raw, poison)
+            self._send_to_dlq(raw, unusable)
             return
         if failures:
             self._metrics.count(names.PROCESSING_FAILED, queued.event_type)
