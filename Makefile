@@ -38,8 +38,8 @@ $(CDK): package.json package-lock.json
 venv: $(STAMP) ## create .venv and install the pinned dependencies
 
 .PHONY: local
-local: $(STAMP) ## run the whole pipeline offline: moto + the real handlers behind http://127.0.0.1:$(PORT)
-	$(PY) -m tools.cli local --port $(PORT)
+local: $(STAMP) ## the whole pipeline offline on http://127.0.0.1:$(PORT) (ARGS=-v for full logs)
+	$(PY) -m tools.cli local --port $(PORT) $(ARGS)
 
 .PHONY: test
 test: lint typecheck pytest ## everything CI runs: ruff, mypy, pytest
@@ -91,7 +91,7 @@ destroy: $(STAMP) $(CDK) ## delete the stack (a prod stage keeps its tables, buc
 	$(CDK) destroy $(CDK_FLAGS) $(CDK_ARGS)
 
 .PHONY: logs
-logs: $(STAMP) ## tail CloudWatch logs: make logs ARGS="--follow --since 10m --filter ERROR"
+logs: $(STAMP) ## tail the local stack's logs, or CloudWatch with ARGS="--stack NAME --follow --since 10m"
 	$(PY) -m tools.cli logs $(ARGS)
 
 .PHONY: clean

@@ -22,9 +22,9 @@ from infra.storage import removal_policy, table
 from klikit import observability
 from klikit import settings as env
 
-WEBHOOK_PATH = ("webhooks", "klikit")
+WEBHOOK_PATH = spec.WEBHOOK_PATH_PARTS
 # klikit gives up after 10 s; 7 s leaves room for API Gateway and the network, and bounds a stuck AWS call.
-RECEIVER_TIMEOUT_SECONDS = 7
+RECEIVER_TIMEOUT_SECONDS = spec.RECEIVER_TIMEOUT_SECONDS
 _COMPLETE_SECRET_ARN = re.compile(r"-[A-Za-z0-9]{6}$")
 
 # One JSON object per request. API Gateway access logs cannot carry bodies; headers (the signature) are left out too.
@@ -156,8 +156,8 @@ class Intake(Construct):
         self.api.add_gateway_response(
             "UnknownRoute",
             type=apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN,
-            status_code="404",
-            templates={"application/json": '{"message": "Not Found"}'},
+            status_code=str(spec.UNKNOWN_ROUTE_STATUS),
+            templates={"application/json": json.dumps({"message": spec.UNKNOWN_ROUTE_MESSAGE})},
         )
 
     @property

@@ -51,3 +51,11 @@ OUTPUT_SECRET_ARN = "WebhookSecretArn"
 OUTPUT_DASHBOARD_URL = "DashboardUrl"
 OUTPUT_RECEIVER_LOG_GROUP = "ReceiverLogGroupName"
 OUTPUT_PROCESSOR_LOG_GROUP = "ProcessorLogGroupName"
+
+# The one route, and what API Gateway answers for any other path or method (the stack maps its default
+# 403 "Missing Authentication Token" to this; the local gateway answers the same).
+WEBHOOK_PATH_PARTS = ("webhooks", "klikit")
+UNKNOWN_ROUTE_STATUS = 404
+UNKNOWN_ROUTE_MESSAGE = "Not Found"
+# Well under klikit's 10 s delivery timeout.
+RECEIVER_TIMEOUT_SECONDS = 7

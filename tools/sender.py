@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from infra import spec
 from klikit import headers as names
 from klikit.events import ORDER_CART_UPDATED, ORDER_CREATED, ORDER_STATUS_UPDATED
 from klikit.signature import sign
@@ -164,7 +165,7 @@ def hint(reply: Reply, options: SignOptions) -> str | None:
         )
     if reply.status == 400 and options.omit:
         return "refused for the missing header(s), as it should be"
-    if reply.status == 403 and document.get("message") == "Missing Authentication Token":
+    if reply.status == spec.UNKNOWN_ROUTE_STATUS and document.get("message") == spec.UNKNOWN_ROUTE_MESSAGE:
         return "API Gateway has no such route: the URL must end with /webhooks/klikit and the method be POST"
     if reply.status == 413:
         return "the body is over the limit: klikit never sends this much"

@@ -131,17 +131,17 @@ def test_body_over_the_sqs_limit_travels_by_claim_check_and_is_processed(stack: 
     assert stack.order(order_id) is not None
 
 
-def test_other_paths_and_methods_get_api_gateways_403(stack: LocalStack) -> None:
+def test_other_paths_and_methods_get_the_deployed_apis_404(stack: LocalStack) -> None:
     base = stack.state.webhook_url.removesuffix("/webhooks/klikit")
 
     wrong_path = sender.post(f"{base}/webhooks/other", b"{}", {"Content-Type": "application/json"})
     with pytest.raises(urllib.error.HTTPError) as wrong_method:
         urllib.request.urlopen(stack.state.webhook_url, timeout=10)  # a GET  # noqa: S310 - loopback
 
-    assert wrong_path.status == 403
-    assert wrong_path.json() == {"message": "Missing Authentication Token"}
-    assert wrong_method.value.code == 403
-    assert json.loads(wrong_method.value.read()) == {"message": "Missing Authentication Token"}
+    assert wrong_path.status == 404
+    assert wrong_path.json() == {"message": "Not Found"}
+    assert wrong_method.value.code == 404
+    assert json.loads(wrong_method.value.read()) == {"message": "Not Found"}
 
 
 def test_body_over_api_gateways_10_mb_gets_its_413(stack: LocalStack) -> None:

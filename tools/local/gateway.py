@@ -4,7 +4,7 @@ It behaves like the deployed REST API on the points the receiver depends on:
 - the body reaches the function as the exact bytes sent, base64-encoded with `isBase64Encoded: true`
   (the API has binaryMediaTypes ["*/*"]);
 - headers arrive as `headers` (last value wins, sender's casing) and `multiValueHeaders` (every value);
-- any other path or method gets 403 {"message":"Missing Authentication Token"}, a body over 10 MB gets 413
+- any other path or method gets what the deployed API answers (404 {"message":"Not Found"}), a body over 10 MB gets 413
   {"message":"Request Entity Too Large"}, an event over Lambda's 6 MB invoke limit or a function error gets
   API Gateway's own 5xx reply.
 """
@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from infra import spec
 from klikit import headers as klikit_headers
 from tools.local.console import Console, receiver_step
 from tools.local.runtime import LocalFunction
@@ -152,8 +153,9 @@ class _Handler(BaseHTTPRequestHandler):
         event_type = self.headers.get(klikit_headers.EVENT_TYPE)
         console = self.server.console
         if path != WEBHOOK_PATH or self.command != ROUTE_METHOD:
-            console.step("rejected", event_id, event_type, f"403 no route {self.command} {path}: API Gateway's answer")
-            self._reply(403, _json("Missing Authentication Token"), {"x-amzn-ErrorType": MISSING_TOKEN_ERROR})
+            status = spec.UNKNOWN_ROUTE_STATUS
+            console.step("rejected", event_id, event_type, f"{status} no route {self.command} {path} (API Gateway)")
+            self._reply(status, _json(spec.UNKNOWN_ROUTE_MESSAGE), {"x-amzn-ErrorType": MISSING_TOKEN_ERROR})
             return
         if body is None:
             console.step("rejected", event_id, event_type, "413 body over API Gateway's 10 MB limit")

@@ -40,7 +40,7 @@ from tools.local.state import (
     webhook_url,
 )
 
-RECEIVER_TIMEOUT_SECONDS = 10  # klikit's delivery timeout, the receiver function's timeout in AWS
+RECEIVER_TIMEOUT_SECONDS = spec.RECEIVER_TIMEOUT_SECONDS  # the receiver function's timeout in AWS
 DEFAULT_VISIBILITY_TIMEOUT = 3  # seconds; short so that retries and the move to the DLQ happen while you watch
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
 
