@@ -1,6 +1,6 @@
 """`make local`: the whole pipeline offline, in the foreground, until Ctrl-C or SIGTERM.
 
-moto (in this process, on loopback) stands in for AWS with the resources infra/spec.py declares and the receive
+moto (a child process on loopback) stands in for AWS with the resources infra/spec.py declares and the receive
 count and TTLs cdk.json sets; the local gateway serves POST /webhooks/klikit with the real receiver; a worker
 feeds the real processor from the queue.
 """
@@ -126,9 +126,8 @@ def _banner(options: LocalOptions, state: StackState, secrets: list[str], secret
 
 def run(options: LocalOptions) -> int:
     """Start everything, block until SIGINT/SIGTERM, stop everything. StartError when it cannot start."""
-    from moto.server import ThreadedMotoServer  # ~0.5 s: only the local stack needs it
-
     from tools.local.gateway import LocalGateway
+    from tools.local.moto_process import MotoProcess
     from tools.local.worker import QueueWorker
 
     stop = threading.Event()
@@ -157,24 +156,31 @@ def run(options: LocalOptions) -> int:
     except OSError as exc:
         raise StartError(f"port {options.port} on {options.host} is taken ({exc.strerror}): pass --port") from None
     console.say("starting moto and creating the stack's resources (infra/spec.py, cdk.json) ...")
-    moto = ThreadedMotoServer(ip_address=options.host, port=options.moto_port, verbose=False)
+    moto = MotoProcess(options.host, options.moto_port)
     try:
         moto.start()
     except OSError as exc:
         gateway.server_close()
-        raise StartError(f"moto could not bind port {options.moto_port} ({exc.strerror}): pass --moto-port") from None
+        raise StartError(f"moto could not bind port {moto.port} ({exc.strerror}): pass --moto-port") from None
+    except RuntimeError as exc:
+        gateway.server_close()
+        raise StartError(f"{exc}: is moto[server] installed? run make venv") from None
 
-    host, moto_port = moto.get_host_and_port()
-    endpoint = f"http://{host}:{moto_port}"
+    endpoint = moto.endpoint
     _point_boto3_at(endpoint)
     session = boto3.Session(region_name=LOCAL_REGION)
-    resources = create_resources(
-        session,
-        secrets,
-        prefix="klikit-local",
-        max_receive_count=max_receive_count,
-        visibility_timeout_seconds=options.visibility_timeout,
-    )
+    try:
+        resources = create_resources(
+            session,
+            secrets,
+            prefix="klikit-local",
+            max_receive_count=max_receive_count,
+            visibility_timeout_seconds=options.visibility_timeout,
+        )
+    except BaseException:
+        moto.stop()
+        gateway.server_close()
+        raise
     os.environ.update(_functions_env(resources, stack_config.log_level, stack_config.idempotency_ttl_days))
     for function in FUNCTIONS:
         log_file(directory, function).unlink(missing_ok=True)  # a fresh moto holds nothing older
