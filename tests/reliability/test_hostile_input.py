@@ -148,15 +148,16 @@ def hostile_requests(draw: st.DrawFn) -> Case:
     names = {name: {"lower": name, "title": name.title(), "upper": name.upper()}[casing] for name in values}
     single = {names[name]: many[-1] for name, many in values.items() if many}
     multi = {names[name]: many for name, many in values.items() if many}
-    extra = draw(st.dictionaries(st.text(min_size=1, max_size=20), anything, max_size=3))
+    # an extra header may be a klikit header again, in another case
+    klikit_names_any_case = st.sampled_from(
+        [case(n) for n in (SIGNATURE, EVENT_ID, EVENT_TYPE) for case in (str.upper, str.title)]
+    )
+    extra = draw(st.dictionaries(st.text(min_size=1, max_size=20) | klikit_names_any_case, anything, max_size=3))
     where = draw(st.sampled_from(["both", "single", "multi"]))
-    headers_seen = {name: list(many) for name, many in values.items()}
     if where == "single":
         multi = {}
-        headers_seen = {name: [many[-1]] for name, many in values.items() if many}
     elif where == "multi":
         single = {}
-
     flag = draw(st.sampled_from(["honest"] * 6 + ["lying-true", "lying-false", "null-body"]))
     decoded, body_decodes = body, True
     try:
@@ -179,6 +180,12 @@ def hostile_requests(draw: st.DrawFn) -> Case:
     event["multiValueHeaders"] = {**{k: [v] for k, v in extra.items()}, **multi}
     event["body"] = wire
     event["isBase64Encoded"] = is_base64
+    # what was sent, by lower-cased name: an extra header may be a klikit header in another case
+    headers_seen: dict[str, list[str]] = {}
+    for name, many in event["multiValueHeaders"].items():
+        headers_seen.setdefault(name.lower(), []).extend(many)
+    for name, one in event["headers"].items():
+        headers_seen.setdefault(name.lower(), []).append(one)
     expected = _expected(body_decodes, headers_seen, decoded, signature_ok=True)
     return Case(event, decoded, expected, valid_signature=expected == 200)
 
