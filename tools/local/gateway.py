@@ -16,6 +16,7 @@ import json
 import threading
 import time
 import uuid
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -91,6 +92,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # the console shows one line per step instead
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (unknown method, malformed request line) in JSON, like API Gateway: never HTML.
+
+        A method with no route is API Gateway's unknown-route answer; anything else keeps its status.
+        """
+        self.close_connection = True
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            no_route = {"x-amzn-ErrorType": MISSING_TOKEN_ERROR}
+            self._reply(spec.UNKNOWN_ROUTE_STATUS, _json(spec.UNKNOWN_ROUTE_MESSAGE), no_route)
+            return
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "Error"
+        self._reply(int(code), _json(phrase))
 
     def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
