@@ -30,7 +30,10 @@ STATUS_FIXTURE = REPO / "tests" / "fixtures" / "order_status_updated.json"
 
 @dataclass
 class LambdaContext:
-    """The parts of a Lambda context Powertools reads."""
+    """The parts of a Lambda context Powertools reads.
+
+    Not tools.local.runtime.LambdaContext: importing that pulls boto3 into a cold-start worker before the timer.
+    """
 
     function_name: str = "klikit-bench"
     memory_limit_in_mb: int = 256
