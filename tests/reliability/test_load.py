@@ -165,11 +165,6 @@ def test_hostile_methods_and_paths_at_the_gateway_get_json_4xx_and_reach_no_func
 
 
 @pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "BREW"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="local gateway defect: methods BaseHTTPRequestHandler has no do_<METHOD> for get http.server's 501 HTML "
-    "page; every other unknown route gets API Gateway's 403 JSON (fix: route every method to _handle)",
-)
 def test_an_unusual_method_at_the_gateway_gets_a_json_4xx(burst_stack: LocalStack, method: str) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", burst_stack.port, timeout=30)
     try:
