@@ -182,8 +182,8 @@ class BaselineProcessor:
                 "cart": {"cart": order["cart"], "total": order["total"], "currency": order["currency"]},
                 "last": {"last_event_type": attributes["event_type"], "updated_at": order["updated_at"]},
             }
-            for part, values in parts.items():  # the processor's projection: one conditional write per part
-                self.set_if_newer(order_id, part, at_ms, event_id, {**values, **common})
+            # the processor's projection: in order, one conditional write sets every part
+            self.set_if_newer(order_id, {part: {**values, **common} for part, values in parts.items()}, at_ms, event_id)
             self.complete(keys[0], now)
             self.claim(keys[1], now)
             self.complete(keys[1], now)
@@ -196,19 +196,22 @@ class BaselineProcessor:
     def complete(self, key: dict[str, Any], now: float) -> None:
         self.dynamodb.update_item(TableName=self.effects, Key=key, **completed(now, '{"outcome":"applied"}'))
 
-    def set_if_newer(self, order_id: str, part: str, at_ms: int, event_id: str, values: dict[str, Any]) -> None:
-        values = {**values, f"{part}_at_ms": at_ms, f"{part}_rank": 0, f"{part}_event_id": event_id}
+    def set_if_newer(self, order_id: str, parts: dict[str, dict[str, Any]], at_ms: int, event_id: str) -> None:
+        values: dict[str, Any] = {}
+        for part, part_values in parts.items():
+            values.update({**part_values, f"{part}_at_ms": at_ms, f"{part}_rank": 0, f"{part}_event_id": event_id})
         names = {f"#a{i}": name for i, name in enumerate(values)}
         alias = {name: f"a{i}" for i, name in enumerate(values)}
-        at, rank = alias[f"{part}_at_ms"], alias[f"{part}_rank"]
+        newer = []
+        for part in parts:
+            at, rank = alias[f"{part}_at_ms"], alias[f"{part}_rank"]
+            newer.append(f"(attribute_not_exists(#{at}) OR #{at} < :{at} OR (#{at} = :{at} AND #{rank} < :{rank}))")
         try:
             self.dynamodb.update_item(
                 TableName=self.orders,
                 Key={"order_id": {"S": order_id}},
                 UpdateExpression="SET " + ", ".join(f"#{a} = :{a}" for a in alias.values()),
-                ConditionExpression=(
-                    f"attribute_not_exists(#{at}) OR #{at} < :{at} OR (#{at} = :{at} AND #{rank} < :{rank})"
-                ),
+                ConditionExpression=" AND ".join(newer),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues={f":{alias[n]}": SERIALIZE(v) for n, v in values.items()},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",

@@ -112,24 +112,45 @@ class DynamoOrdersTable:
         self._deserialize = TypeDeserializer().deserialize
 
     def apply_if_newer(self, order_id: str, part: str, clock: Clock, values: dict[str, Any]) -> Outcome:
-        at_ms, rank, event_id = f"{part}_at_ms", f"{part}_rank", f"{part}_event_id"
-        assignments = {**values, at_ms: clock.at_ms, rank: clock.rank, event_id: clock.event_id}
+        stored = self._update(order_id, {part: values}, clock)
+        if stored is None:
+            return Outcome.APPLIED
+        event_id = f"{part}_event_id"
+        stored_event = self._deserialize(stored[event_id]) if event_id in stored else None
+        return Outcome.ALREADY_APPLIED if stored_event == clock.event_id else Outcome.STALE
+
+    def apply_all_if_newer(self, order_id: str, parts: dict[str, dict[str, Any]], clock: Clock) -> bool:
+        return self._update(order_id, parts, clock) is None
+
+    def _update(self, order_id: str, parts: dict[str, dict[str, Any]], clock: Clock) -> dict[str, Any] | None:
+        """One conditional UpdateItem: every part's values and clock, when each part's stored clock is older.
+
+        None when it was applied, else the stored item (nothing was written).
+        """
+        assignments: dict[str, Any] = {}
+        for part, values in parts.items():
+            assignments.update(values)
+            assignments.update(
+                {f"{part}_at_ms": clock.at_ms, f"{part}_rank": clock.rank, f"{part}_event_id": clock.event_id}
+            )
         names = {f"#a{i}": name for i, name in enumerate(assignments)}
         alias = {name: f"a{i}" for i, name in enumerate(assignments)}
-        at, rk = alias[at_ms], alias[rank]
+        newer = []
+        for part in parts:
+            at, rk = alias[f"{part}_at_ms"], alias[f"{part}_rank"]
+            newer.append(f"(attribute_not_exists(#{at}) OR #{at} < :{at} OR (#{at} = :{at} AND #{rk} < :{rk}))")
+        label = "+".join(parts)
         try:
             values_in = {f":{alias[n]}": self._serialize(v) for n, v in assignments.items()}
         except (DecimalException, TypeError) as exc:
             # e.g. a number with more than the 38 digits DynamoDB keeps: the same body fails the same way every time
-            raise PoisonDelivery("unstorable_order", f"{part}: {type(exc).__name__}") from None
+            raise PoisonDelivery("unstorable_order", f"{label}: {type(exc).__name__}") from None
         try:
             self._dynamodb.update_item(
                 TableName=self._table,
                 Key={"order_id": {"S": order_id}},
                 UpdateExpression="SET " + ", ".join(f"#{a} = :{a}" for a in alias.values()),
-                ConditionExpression=(
-                    f"attribute_not_exists(#{at}) OR #{at} < :{at} OR (#{at} = :{at} AND #{rk} < :{rk})"
-                ),
+                ConditionExpression=" AND ".join(newer),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values_in,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -137,13 +158,11 @@ class DynamoOrdersTable:
         except ClientError as exc:
             if _error_code(exc) == "ValidationException":
                 # the item or key is over DynamoDB's limits (400 KB item, 2048-byte key): no retry can store it
-                raise PoisonDelivery("unstorable_order", f"{part}: DynamoDB ValidationException") from None
+                raise PoisonDelivery("unstorable_order", f"{label}: DynamoDB ValidationException") from None
             if _error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            stored: dict[str, Any] = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
-            stored_event = self._deserialize(stored[event_id]) if event_id in stored else None
-            return Outcome.ALREADY_APPLIED if stored_event == clock.event_id else Outcome.STALE
-        return Outcome.APPLIED
+            return dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
+        return None
 
 
 def _json_number(value: Any) -> Any:

@@ -11,9 +11,10 @@ event of another kind:
 
 A part's clock is (`<part>_at_ms`, `<part>_rank`): the event's effective time (klikit's `updated_at`, else the
 receive time) in epoch milliseconds, then a rank that breaks ties in favour of the event about that part
-(created.v2 = 0, status.updated / cart.updated = 1). A write applies only when its clock is strictly newer, as one
-conditional UpdateItem (no read-then-write). A rejected write whose part already carries this event id was a
-duplicate; otherwise the event was stale.
+(created.v2 = 0, status.updated / cart.updated = 1). A write applies only when its clock is strictly newer, as a
+conditional UpdateItem (no read-then-write). In the common case (events in order) every part the event carries is
+newer, and one UpdateItem writes them all; only when that is refused does each part get its own conditional write.
+A rejected part write whose part already carries this event id was a duplicate; otherwise the event was stale.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ class OrdersTable(Protocol):
         """Set `values` and the part's clock when `clock` is newer than the stored one for `part`."""
         ...
 
+    def apply_all_if_newer(self, order_id: str, parts: dict[str, dict[str, Any]], clock: Clock) -> bool:
+        """Set every part's values and clock in one write when `clock` is newer for each; False writes nothing."""
+        ...
+
 
 def _iso(event: OrderEvent, attribute: str) -> str | None:
     value = getattr(event.order, attribute)
@@ -93,18 +98,21 @@ def project(event: OrderEvent, table: OrdersTable) -> Outcome:
         event_id=event.event_id,
     )
     order_values = _order_values(event)
-    outcomes = []
+    parts: dict[str, dict[str, Any]] = {}
     for part in PARTS_BY_EVENT_TYPE.get(event.event_type, ()):
         values = _part_values(part, event)
         if values is not None:
-            outcomes.append(table.apply_if_newer(event.order_id, part, clock, {**values, **order_values}))
-    if outcomes and all(outcome is Outcome.STALE for outcome in outcomes):
-        return Outcome.STALE
+            parts[part] = {**values, **order_values}
     last = {
         **order_values,
         "last_event_type": event.event_type,
         "updated_at": event.effective_time.isoformat().replace("+00:00", "Z"),
     }
+    if table.apply_all_if_newer(event.order_id, {**parts, LAST: last}, clock):
+        return Outcome.APPLIED  # the common case: one write
+    outcomes = [table.apply_if_newer(event.order_id, part, clock, values) for part, values in parts.items()]
+    if outcomes and all(outcome is Outcome.STALE for outcome in outcomes):
+        return Outcome.STALE
     # Runs again after an earlier attempt applied a part and then failed, so the item always ends complete.
     last_outcome = table.apply_if_newer(event.order_id, LAST, clock, last)
     if not outcomes:
