@@ -254,7 +254,7 @@ def test_hostile_requests_get_json_replies_no_5xx_and_nothing_unsigned_is_queued
 
     run()
     record_stats(
-        "hostile",
+        f"hostile-{FUZZ_EXAMPLES}",  # by size: make test keeps make soak and make fuzz figures
         {
             "cases": fuzz.cases,
             "max_examples": FUZZ_EXAMPLES,

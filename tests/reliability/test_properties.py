@@ -313,7 +313,7 @@ def test_property_any_interleaving_of_deliveries_faults_and_retries_ends_exactly
 
     run()
     record_stats(
-        "properties",
+        f"properties-{SOAK_EXAMPLES}",  # by size: make test keeps make soak and make fuzz figures
         {
             "examples": soak.examples,
             "max_examples": SOAK_EXAMPLES,
