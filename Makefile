@@ -72,7 +72,7 @@ fuzz: $(STAMP) ## hostile-input fuzzing of the receiver, 100,000+ cases
 
 .PHONY: soak
 soak: $(STAMP) ## the property-based pipeline test with far more examples
-	KLIKIT_SOAK_EXAMPLES=5000 $(PY) -m pytest -q tests/reliability -k property
+	KLIKIT_SOAK_EXAMPLES=1000 $(PY) -m pytest -q -p no:cacheprovider tests/reliability -k property
 
 .PHONY: synth
 synth: $(STAMP) $(CDK) ## synthesize the CloudFormation template into cdk.out (offline)
