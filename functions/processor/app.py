@@ -13,6 +13,7 @@ and the record counts as handled: no retry can fix it.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -202,9 +203,15 @@ class ProcessorApp:
             effect = {"event_id": event_id, "order_id": order_id, "handler": handler.name}
             try:
                 self._run_once(effect=effect, call=_bind(handler.function, event))
-            except Exception as exc:
-                # The message may hold data the handler put there; the type and traceback locate the fault.
-                logger.exception("handler failed", handler=handler.name, error_type=type(exc).__name__)
+            except Exception as exc:  # noqa: BLE001 - a user handler may raise anything; the record fails, not the batch
+                # Never the exception's message: a handler may have put customer data in it. The type and the
+                # frames (file, line, code) locate the fault.
+                logger.error(
+                    "handler failed",
+                    handler=handler.name,
+                    error_type=type(exc).__name__,
+                    frames="".join(traceback.format_tb(exc.__traceback__)),
+                )
                 failures.append(exc)
         return failures
 

@@ -5,8 +5,6 @@ outcome of both functions, the error paths with their tracebacks included, with 
 
 from __future__ import annotations
 
-import pytest
-
 from klikit.events import ORDER_CREATED
 from processor.models import OrderEvent
 from processor.registry import Registry
@@ -56,11 +54,6 @@ def test_every_outcome_of_both_functions_logs_no_secret_signature_or_personal_da
     assert log_sink.count > 0 and log_sink.leaked == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="processor defect: _run_handlers logs with logger.exception, whose traceback carries the exception's "
-    "message, so a handler that raises with customer data in the message puts it in the logs",
-)
 def test_a_handler_error_that_quotes_customer_data_does_not_put_it_in_the_logs(
     pipeline: Pipeline, scoped_registry: Registry, log_sink: LogSink
 ) -> None:
