@@ -16,6 +16,7 @@ import pytest
 from moto import mock_aws
 
 from klikit.signature import sign
+from tests.faults import Faults
 from tools.local.resources import LOCAL_REGION, LocalResources, create_resources
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -143,3 +144,18 @@ def structured_logs() -> Iterator[StructuredLogs]:
     yield logs
     for handler, stream in swapped:
         handler.setStream(stream)
+
+
+@pytest.fixture
+def faults(aws: LocalResources, monkeypatch: pytest.MonkeyPatch) -> Iterator[Faults]:
+    """AWS faults for the functions' clients (tests/faults.py); arm it before the handler builds its clients."""
+    from botocore.retries.standard import ExponentialBackoff
+
+    # botocore still decides to retry and how often; only its backoff sleep (up to seconds) is skipped
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0)
+    injected = Faults()
+    boto3.setup_default_session()  # a fresh default session: the functions' clients are created from it
+    assert boto3.DEFAULT_SESSION is not None
+    injected.install(boto3.DEFAULT_SESSION)
+    yield injected
+    injected.uninstall(boto3.DEFAULT_SESSION)

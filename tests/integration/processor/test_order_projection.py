@@ -11,6 +11,7 @@ import pytest
 
 from klikit.events import ORDER_CART_UPDATED, ORDER_CREATED, ORDER_STATUS_UPDATED
 from tests.conftest import load_json
+from tests.faults import Faults
 from tests.integration.processor.conftest import Output
 from tests.integration.processor.helpers import delivery, failed_ids, order_item, sqs_event, sqs_record
 from tools.local.resources import LocalResources
@@ -198,3 +199,22 @@ def test_the_verify_page_example_with_only_an_order_id_is_projected(processor: I
     assert item is not None
     assert (item["brand_id"], item["branch_id"], item["last_event_id"]) == (1, 2, "evt-minimal")
     assert "status" not in item and "cart" not in item
+
+
+def test_events_in_order_cost_one_projection_write_each(processor: Invoke, aws: LocalResources, faults: Faults) -> None:
+    writes: list[str] = []
+    faults.hold(
+        "dynamodb.UpdateItem",
+        lambda: writes.append("write"),
+        times=-1,
+        when=lambda params: params.get("TableName") == aws.orders_table,
+    )
+
+    send(processor, "order_created_v2_batch.json", ORDER_CREATED, event_id="evt-in-order-1")
+    assert len(writes) == 2  # two orders, status + cart + last event in one conditional write each
+    send(processor, body_with("order_status_updated.json"), ORDER_STATUS_UPDATED, event_id="evt-in-order-2")
+    assert len(writes) == 3
+
+    item = order_item(aws, "7821")
+    assert item is not None
+    assert (item["status"], item["last_event_id"], item["cart_event_id"]) == (5, "evt-in-order-2", "evt-in-order-1")

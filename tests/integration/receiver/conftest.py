@@ -8,7 +8,6 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 
 from receiver import handler as receiver_handler
 from tests.conftest import FakeLambdaContext
@@ -56,38 +55,3 @@ def idempotency_items(aws: LocalResources) -> Callable[[], list[dict[str, Any]]]
         return list(boto3.client("dynamodb").scan(TableName=aws.idempotency_table)["Items"])
 
     return scan
-
-
-class AwsFaults:
-    """Make chosen AWS operations fail for clients created after it is armed (moto cannot inject failures)."""
-
-    def __init__(self) -> None:
-        self.failing: dict[str, int] = {}  # "sqs.SendMessage" -> how many more calls fail (-1: all)
-        self.calls: dict[str, int] = {}
-        self.before: dict[str, Callable[[], None]] = {}
-
-    def fail(self, operation: str, times: int = -1, code: str = "InternalError") -> None:
-        self.failing[operation] = times
-        self.code = code
-
-    def _hook(self, event_name: str, **_: Any) -> None:
-        # event_name: "before-call.<service>.<Operation>"
-        _prefix, service, operation = event_name.split(".", 2)
-        key = f"{service.replace('-', '')}.{operation}"  # secrets-manager -> secretsmanager
-        self.calls[key] = self.calls.get(key, 0) + 1
-        if key in self.before:
-            self.before[key]()
-        remaining = self.failing.get(key, 0)
-        if remaining:
-            self.failing[key] = remaining - 1 if remaining > 0 else -1
-            raise ClientError({"Error": {"Code": self.code, "Message": f"injected {key} failure"}}, operation)
-
-
-@pytest.fixture
-def faults(aws: LocalResources) -> Iterator[AwsFaults]:
-    injected = AwsFaults()
-    boto3.setup_default_session()
-    assert boto3.DEFAULT_SESSION is not None
-    boto3.DEFAULT_SESSION.events.register("before-call", injected._hook)
-    yield injected
-    boto3.DEFAULT_SESSION.events.unregister("before-call", injected._hook)

@@ -16,7 +16,7 @@ import pytest
 from klikit import delivery as contract
 from klikit.signature import sign
 from tests.conftest import OLD_SECRET, SECRET, StructuredLogs, api_event, load_fixture
-from tests.integration.receiver.conftest import AwsFaults
+from tests.faults import Faults
 from tools.local.resources import LocalResources
 
 Receive = Callable[[dict[str, Any]], tuple[int, Any]]
@@ -280,7 +280,7 @@ def test_a_secret_rotated_after_it_was_cached_is_picked_up_on_the_first_mismatch
     assert '"SecretRefreshes":[1' in capsys.readouterr().out.replace(" ", "")
 
 
-def test_forged_traffic_refreshes_the_secret_at_most_once_per_interval(receive: Receive, faults: AwsFaults) -> None:
+def test_forged_traffic_refreshes_the_secret_at_most_once_per_interval(receive: Receive, faults: Faults) -> None:
     for _ in range(20):
         assert receive(api_event(CREATED, secret="forger"))[0] == 401
 
@@ -315,7 +315,7 @@ def test_repeat_with_a_different_body_is_a_duplicate_and_is_flagged_in_logs(
 
 
 def test_concurrent_repeat_while_the_first_is_in_flight_gets_409(
-    receive: Receive, queued: Queued, faults: AwsFaults
+    receive: Receive, queued: Queued, faults: Faults
 ) -> None:
     entered, release = threading.Event(), threading.Event()
 
@@ -323,12 +323,11 @@ def test_concurrent_repeat_while_the_first_is_in_flight_gets_409(
         entered.set()
         release.wait(10)
 
-    faults.before["sqs.SendMessage"] = hold_first_send
+    faults.hold("sqs.SendMessage", hold_first_send)
     results: list[tuple[int, Any]] = []
     first = threading.Thread(target=lambda: results.append(receive(api_event(CREATED, event_id="evt-race"))))
     first.start()
     assert entered.wait(10)
-    faults.before.clear()
 
     second = receive(api_event(CREATED, event_id="evt-race"))
     release.set()
@@ -348,7 +347,7 @@ def test_concurrent_repeat_while_the_first_is_in_flight_gets_409(
     ["sqs.SendMessage", "dynamodb.PutItem", "secretsmanager.GetSecretValue"],
 )
 def test_aws_failure_answers_503_and_klikits_retry_is_queued_exactly_once(
-    receive: Receive, queued: Queued, idempotency_items: Items, faults: AwsFaults, operation: str
+    receive: Receive, queued: Queued, idempotency_items: Items, faults: Faults, operation: str
 ) -> None:
     faults.fail(operation, times=1)
 
@@ -385,7 +384,7 @@ def test_body_above_the_sqs_limit_round_trips_byte_exact_through_s3(
 
 
 def test_s3_failure_for_a_large_body_answers_503_and_queues_nothing(
-    receive: Receive, queued: Queued, faults: AwsFaults, monkeypatch: pytest.MonkeyPatch
+    receive: Receive, queued: Queued, faults: Faults, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SQS_MAX_MESSAGE_BYTES", "2048")
     faults.fail("s3.PutObject", times=1)
