@@ -24,8 +24,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from klikit.errors import BodyIntegrityError, PoisonDelivery
@@ -61,8 +60,7 @@ def _sqs_safe(body: bytes, text: str) -> bool:
     return body.isascii() or not any(character in text for character in _SQS_UNSAFE_NONCHARACTERS)
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(NamedTuple):
     """A verified klikit delivery: the raw bytes and what the headers said about them."""
 
     event_id: str
@@ -131,8 +129,7 @@ def sqs_message_size(body: str, attributes: Mapping[str, Mapping[str, str]]) -> 
     return size
 
 
-@dataclass(frozen=True)
-class QueuedDelivery:
+class QueuedDelivery(NamedTuple):
     """One SQS record as the processor sees it, before the body is resolved."""
 
     message_id: str

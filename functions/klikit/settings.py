@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from klikit.errors import SettingsError
 
@@ -61,8 +60,7 @@ def _number(env: Mapping[str, str], name: str, default: N, kind: type[N], minimu
     return value
 
 
-@dataclass(frozen=True)
-class ReceiverSettings:
+class ReceiverSettings(NamedTuple):
     secret_id: str
     idempotency_table: str
     queue_url: str
@@ -99,8 +97,7 @@ class ReceiverSettings:
         )
 
 
-@dataclass(frozen=True)
-class ProcessorSettings:
+class ProcessorSettings(NamedTuple):
     orders_table: str
     effects_table: str
     payload_bucket: str

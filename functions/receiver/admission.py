@@ -8,8 +8,7 @@ later). When the enqueue fails, Powertools deletes the in-progress record, so kl
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -32,8 +31,7 @@ from receiver.queue import Enqueued
 KEY_PREFIX = "klikit-delivery"
 
 
-@dataclass(frozen=True)
-class Admission:
+class Admission(NamedTuple):
     duplicate: bool
     message_id: str
     offloaded_to_s3: bool

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -33,8 +32,7 @@ class Admitter(Protocol):
     def admit(self, delivery: Delivery, context: LambdaContext | None) -> Admission: ...
 
 
-@dataclass(frozen=True)
-class Receipt:
+class Receipt(NamedTuple):
     event_id: str
     event_type: str
     body_bytes: int

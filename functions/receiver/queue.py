@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -12,8 +11,7 @@ from klikit.delivery import Delivery, claim_check_key, sqs_message, sqs_message_
 from klikit.errors import EnqueueFailed
 
 
-@dataclass(frozen=True)
-class Enqueued:
+class Enqueued(NamedTuple):
     message_id: str
     offloaded_to_s3: bool
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from klikit.errors import InvalidBodyEncoding
 from klikit.headers import header_values
 
 
-@dataclass(frozen=True)
-class WebhookRequest:
+class WebhookRequest(NamedTuple):
     headers: dict[str, list[str]]  # lower-cased names, every value sent
     body: bytes
 

@@ -7,8 +7,7 @@ means "we could not take it right now, send it again".
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from klikit import errors
 from klikit import observability as names
@@ -17,8 +16,7 @@ from receiver.intake import Receipt
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(NamedTuple):
     status: int
     body: dict[str, Any]
     metric: str
