@@ -142,8 +142,10 @@ class QueuedDelivery(NamedTuple):
     body_s3_uri: str | None
 
 
-def _attribute(attributes: Mapping[str, Any], name: str) -> str | None:
-    value = attributes.get(name)
+def message_attribute(record: Mapping[str, Any], name: str) -> str | None:
+    """A string message attribute of a Lambda SQS event record or a boto3 ReceiveMessage message."""
+    attributes = record.get("messageAttributes") or record.get("MessageAttributes") or {}
+    value = attributes.get(name) if isinstance(attributes, Mapping) else None
     if not isinstance(value, Mapping):
         return None
     text = value.get("stringValue", value.get("StringValue"))
@@ -152,8 +154,7 @@ def _attribute(attributes: Mapping[str, Any], name: str) -> str | None:
 
 def queued_delivery(record: Mapping[str, Any]) -> QueuedDelivery:
     """Read a Lambda SQS event record (or a boto3 ReceiveMessage message); PoisonDelivery if it is not ours."""
-    attributes = record.get("messageAttributes") or record.get("MessageAttributes") or {}
-    required = {name: _attribute(attributes, name) for name in (EVENT_ID, EVENT_TYPE, RECEIVED_AT, BODY_SHA256)}
+    required = {name: message_attribute(record, name) for name in (EVENT_ID, EVENT_TYPE, RECEIVED_AT, BODY_SHA256)}
     missing = sorted(name for name, value in required.items() if not value)
     if missing:
         raise PoisonDelivery("not_a_klikit_delivery", f"message attributes missing: {', '.join(missing)}")
@@ -163,9 +164,9 @@ def queued_delivery(record: Mapping[str, Any]) -> QueuedDelivery:
         event_type=required[EVENT_TYPE] or "",
         received_at=required[RECEIVED_AT] or "",
         body_sha256=required[BODY_SHA256] or "",
-        body_encoding=_attribute(attributes, BODY_ENCODING) or UTF8,
+        body_encoding=message_attribute(record, BODY_ENCODING) or UTF8,
         message_body=str(record.get("body", record.get("Body", ""))),
-        body_s3_uri=_attribute(attributes, BODY_S3_URI),
+        body_s3_uri=message_attribute(record, BODY_S3_URI),
     )
 
 

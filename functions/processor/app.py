@@ -30,7 +30,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from klikit import observability as names
 from klikit.aws import client
-from klikit.delivery import QueuedDelivery, queued_delivery, read_body
+from klikit.delivery import EVENT_ID, EVENT_TYPE, QueuedDelivery, message_attribute, queued_delivery, read_body
 from klikit.errors import PoisonDelivery
 from klikit.events import KNOWN_EVENT_TYPES
 from klikit.settings import ProcessorSettings
@@ -135,13 +135,13 @@ class ProcessorApp:
         return Resolved(queued, body, received_at)
 
     def _send_to_dlq(self, raw: Mapping[str, Any], poison: PoisonDelivery) -> None:
-        event_type = _attribute(raw, "event_type")
+        event_type = message_attribute(raw, EVENT_TYPE) or ""
         # A failed send raises: the record fails and SQS retries it (and moves it to the DLQ after enough tries).
         self._quarantine.send(raw, poison.reason, poison.detail)
         self._metrics.count(names.QUARANTINED, event_type)
         logger.error(
             "poison delivery quarantined in the DLQ",
-            event_id=_attribute(raw, "event_id"),
+            event_id=message_attribute(raw, EVENT_ID),
             event_type=event_type[:128],
             reason=poison.reason,
         )
@@ -243,13 +243,6 @@ class ProcessorApp:
 
 def _bind(function: Callable[[Any], Any], event: Any) -> Callable[[], Any]:
     return lambda: function(event)
-
-
-def _attribute(raw: Mapping[str, Any], name: str) -> str:
-    attributes = raw.get("messageAttributes") or raw.get("MessageAttributes") or {}
-    value = attributes.get(name) if isinstance(attributes, Mapping) else None
-    text = value.get("stringValue", value.get("StringValue")) if isinstance(value, Mapping) else None
-    return text if isinstance(text, str) else ""
 
 
 def _receive_count(raw: Mapping[str, Any]) -> str | None:

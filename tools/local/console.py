@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, TextIO
 
-from klikit.delivery import EVENT_ID, EVENT_TYPE
+from klikit.delivery import EVENT_ID, EVENT_TYPE, message_attribute
 
 WIDTH = 12
 
@@ -83,12 +83,6 @@ def receiver_step(status: int, body: bytes, records: list[dict[str, Any]], body_
 # --- processor -----------------------------------------------------------------------------------------------
 
 
-def _attribute(message: Mapping[str, Any], name: str) -> str | None:
-    value = (message.get("messageAttributes") or {}).get(name) or {}
-    text = value.get("stringValue")
-    return text if isinstance(text, str) else None
-
-
 def order_ids(message: Mapping[str, Any]) -> list[str]:
     """The order ids in an inline JSON body (best effort: a claim check or a non-JSON body has none to show)."""
     try:
@@ -121,7 +115,7 @@ def processor_steps(
     steps = []
     for message in records:
         message_id = message["messageId"]
-        event_id, event_type = _attribute(message, EVENT_ID), _attribute(message, EVENT_TYPE)
+        event_id, event_type = message_attribute(message, EVENT_ID), message_attribute(message, EVENT_TYPE)
         mine = [log for log in logs if log.get("message_id") == message_id]
         attempt = int(message.get("attributes", {}).get("ApproximateReceiveCount", "1"))
         if message_id in failed or crashed is not None:
