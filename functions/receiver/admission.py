@@ -57,26 +57,19 @@ class DeliveryAdmission:
         )
         self._enqueue = enqueue
 
-        # The key is the event id only; `body` rides along as a keyword argument Powertools does not hash.
+        # The key is the event id only (from `delivery`, the metadata); `verified` rides along unhashed.
         @idempotent_function(
             data_keyword_argument="delivery",
             persistence_store=persistence,
             config=self._config,
             key_prefix=KEY_PREFIX,
         )
-        def enqueue_once(delivery: dict[str, str], body: bytes) -> dict[str, Any]:
-            enqueued = self._enqueue(
-                Delivery(
-                    event_id=delivery["event_id"],
-                    event_type=delivery["event_type"],
-                    body=body,
-                    received_at=delivery["received_at"],
-                )
-            )
+        def enqueue_once(delivery: dict[str, str], verified: Delivery) -> dict[str, Any]:
+            enqueued = self._enqueue(verified)
             return {
                 "message_id": enqueued.message_id,
                 "offloaded_to_s3": enqueued.offloaded_to_s3,
-                "body_sha256": delivery["body_sha256"],
+                "body_sha256": verified.body_sha256,
             }
 
         self._enqueue_once = enqueue_once
@@ -92,7 +85,7 @@ class DeliveryAdmission:
             "body_sha256": delivery.body_sha256,
         }
         try:
-            result = self._enqueue_once(delivery=metadata, body=delivery.body)
+            result = self._enqueue_once(delivery=metadata, verified=delivery)
         except IdempotencyAlreadyInProgressError as exc:
             raise DeliveryInProgress(f"event {delivery.event_id} is being admitted by another request") from exc
         except (IdempotencyPersistenceLayerError, IdempotencyInconsistentStateError) as exc:

@@ -77,7 +77,7 @@ class Intake:
         if len(request.body) > self._max_body_bytes:
             raise BodyTooLarge(len(request.body), self._max_body_bytes)
         refreshed = self._verify(signature, request.body)
-        delivery = Delivery(event_id=event_id, event_type=event_type, body=request.body, received_at=self._clock())
+        delivery = Delivery.of(event_id, event_type, request.body, self._clock())
         return Receipt(
             event_id=event_id,
             event_type=event_type,

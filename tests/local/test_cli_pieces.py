@@ -223,7 +223,7 @@ def test_only_reported_failures_stay_on_the_queue_and_a_malformed_reply_fails_th
 
 
 def _quarantine(sqs: Any, resources: LocalResources, event_id: str, reason: str | None) -> None:
-    body, attributes = delivery.sqs_message(delivery.Delivery(event_id, ORDER_CREATED, BODY, "2026-06-25T09:14:11Z"))
+    body, attributes = delivery.sqs_message(delivery.Delivery.of(event_id, ORDER_CREATED, BODY, "2026-06-25T09:14:11Z"))
     if reason:
         attributes[delivery.QUARANTINE_REASON] = {"DataType": "String", "StringValue": reason}
         attributes[delivery.QUARANTINE_DETAIL] = {"DataType": "String", "StringValue": "why"}

@@ -25,7 +25,7 @@ def delivery(
 ) -> Delivery:
     """A verified delivery; `body` is a fixture file name or the raw bytes."""
     raw = load_fixture(body) if isinstance(body, str) else body
-    return Delivery(event_id or f"evt-{uuid.uuid4()}", event_type, raw, received_at)
+    return Delivery.of(event_id or f"evt-{uuid.uuid4()}", event_type, raw, received_at)
 
 
 def lambda_record(

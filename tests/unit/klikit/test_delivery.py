@@ -22,7 +22,7 @@ def as_lambda_record(body: str, attributes: dict[str, dict[str, str]]) -> dict[s
 
 @given(st.binary(max_size=2048), st.text(min_size=1, max_size=64).filter(str.isprintable))
 def test_any_body_round_trips_inline(body: bytes, event_id: str) -> None:
-    delivery = contract.Delivery(event_id, "klikit.order.created.v2", body, "2026-06-25T09:14:11.000Z")
+    delivery = contract.Delivery.of(event_id, "klikit.order.created.v2", body, "2026-06-25T09:14:11.000Z")
     message, attributes = contract.sqs_message(delivery)
     queued = contract.queued_delivery(as_lambda_record(message, attributes))
 
@@ -32,7 +32,7 @@ def test_any_body_round_trips_inline(body: bytes, event_id: str) -> None:
 
 
 def test_claim_check_reads_the_body_from_s3() -> None:
-    delivery = contract.Delivery("evt/1 ü", "t", b'{"big": true}', "now")
+    delivery = contract.Delivery.of("evt/1 ü", "t", b'{"big": true}', "now")
     key = contract.claim_check_key(delivery)
     message, attributes = contract.sqs_message(delivery, body_s3_uri=f"s3://bucket/{key}")
     store = {("bucket", key): delivery.body}
@@ -44,7 +44,7 @@ def test_claim_check_reads_the_body_from_s3() -> None:
 
 
 def test_a_body_that_does_not_hash_to_the_recorded_sha256_is_poison() -> None:
-    delivery = contract.Delivery("evt-1", "t", b"original", "now")
+    delivery = contract.Delivery.of("evt-1", "t", b"original", "now")
     message, attributes = contract.sqs_message(delivery)
 
     with pytest.raises(BodyIntegrityError):
