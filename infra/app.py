@@ -15,7 +15,7 @@ if _FUNCTIONS not in sys.path:
 import aws_cdk as cdk  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
-from infra.config import load_config  # noqa: E402
+from infra.config import ConfigError, load_config  # noqa: E402
 from infra.nag import acknowledge_findings  # noqa: E402
 from infra.stack import KlikitWebhooksStack  # noqa: E402
 
@@ -33,7 +33,10 @@ def build_app(
 
 
 def main() -> None:
-    app, _ = build_app()
+    try:
+        app, _ = build_app()
+    except ConfigError as exc:  # one line naming the key and the value, not a traceback
+        sys.exit(f"cdk.json: {exc}")
     app.synth()
 
 

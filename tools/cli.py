@@ -20,6 +20,7 @@ from urllib.parse import unquote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from infra.config import ConfigError
 from tools import dlq as dead_letters
 from tools import sender
 from tools.local.state import (
@@ -29,12 +30,15 @@ from tools.local.state import (
     SECRET_ENV,
     STATE_DIR_ENV,
     default_state_dir,
-    webhook_url,
+    running_stacks,
 )
 from tools.target import CliError, StackNotRunning, Target, resolve
 
 PROG = "klikit"
-EPILOG = "Against a deployed stack: add --stack NAME (and --region). Docs: docs/local.md"
+EPILOG = (
+    "Which stack: the local one on --port (default $PORT, else the one local stack running, else 3000); "
+    "a deployed one with --stack NAME (and --region). Docs: docs/local.md"
+)
 
 
 def _port_default() -> int:
@@ -52,7 +56,10 @@ def _target_options() -> argparse.ArgumentParser:
     )
     group.add_argument("--region", help="the deployed stack's region (default: your AWS configuration's)")
     group.add_argument(
-        "--port", type=int, default=_port_default(), help="the local stack's port (default: $PORT or %(default)s)"
+        "--port",
+        type=int,
+        default=None,
+        help=f"the local stack's port (default: $PORT, else the one local stack running, else {DEFAULT_PORT})",
     )
     group.add_argument(
         "--state-dir",
@@ -90,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Run the pipeline offline, send signed test deliveries, look at orders, drain the DLQ, tail logs.",
         epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -99,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start moto with the stack's resources, serve POST /webhooks/klikit with the real receiver, "
         "feed the real processor from the queue. Ctrl-C (or SIGTERM) stops everything.",
     )
-    local.add_argument("--port", type=int, default=_port_default(), help="the webhook port (default %(default)s)")
+    local.add_argument("--port", type=int, default=_port_default(), help="the webhook port (default $PORT or 3000)")
     local.add_argument("--host", default="127.0.0.1", help="the address to listen on (default %(default)s)")
     local.add_argument("--moto-port", type=int, default=0, help="moto's port (default: any free port)")
     local.add_argument("--state-dir", type=Path, default=None, help="state and logs (default: .local)")
@@ -125,11 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     send.add_argument("what", help="created | status | cart (the samples in tools/samples/), or a path to a file")
-    send.add_argument("--type", help="event type for a file, e.g. created or klikit.order.status.updated")
+    send.add_argument(
+        "--type",
+        help="event type, e.g. created or klikit.order.status.updated (a file needs it unless its name says "
+        "created, status or cart)",
+    )
     send.add_argument("--event-id", help="x-klikit-event-id (default: a fresh cli-<uuid>)")
     send.add_argument("--order-id", type=int, help="renumber the sample's orders from this id")
     send.add_argument("--repeat", type=int, default=1, help="send the same delivery N times (duplicates)")
-    send.add_argument("--large", metavar="SIZE", help="pad the body to SIZE (e.g. 1.2MB: over SQS's 1 MiB limit)")
+    send.add_argument(
+        "--large", metavar="SIZE", help="pad the body to SIZE with a unit: 900KB, 1.2MB, 2MiB (1.2MB: over SQS's 1 MiB)"
+    )
 
     replay = commands.add_parser(
         "replay",
@@ -142,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("event_id", nargs="?", help="the archived delivery's event id")
     replay.add_argument("--file", type=Path, help="send this file's bytes instead of an archived delivery")
-    replay.add_argument("--type", help="event type (with --file; default created)")
+    replay.add_argument("--type", help="event type with --file (unless the file's name says created/status/cart)")
     replay.add_argument("--as-new", action="store_true", help="send under a new event id")
 
     orders = commands.add_parser("orders", help="the order projection", description="The order projection.")
@@ -201,6 +215,32 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count:,} {one if count == 1 else many}"
+
+
+def _choose_port(args: argparse.Namespace) -> None:
+    """--port, else $PORT, else the one local stack running in the state directory, else the default port."""
+    if getattr(args, "port", DEFAULT_PORT) is not None or getattr(args, "stack", None):
+        return
+    if os.environ.get("PORT"):
+        args.port = _port_default()
+        return
+    running = running_stacks(args.state_dir or default_state_dir())
+    ports = [state.port for state in running]
+    args.port = ports[0] if len(ports) == 1 else DEFAULT_PORT
+
+
+def _where(args: argparse.Namespace) -> str:
+    """The options that aim a printed command at the same stack, so a hint can be pasted as it is."""
+    if getattr(args, "stack", None):
+        return f" --stack {args.stack}" + (f" --region {args.region}" if args.region else "")
+    where = "" if args.port == DEFAULT_PORT else f" --port {args.port}"
+    if args.state_dir is not None and args.state_dir.resolve() != default_state_dir().resolve():
+        where += f" --state-dir {args.state_dir}"
+    return where
+
+
 def _target(args: argparse.Namespace) -> Target:
     return resolve(args.stack, args.region, args.state_dir, args.port)
 
@@ -211,14 +251,10 @@ def _url_and_secret(args: argparse.Namespace) -> tuple[str, str]:
     if args.stack:
         target = _target(args)
         return args.url or target.webhook_url, explicit or target.signing_secret()
-    try:
-        local: Target | None = _target(args)
-    except StackNotRunning:
-        local = None  # nothing known on that port: send anyway, the reply (or the refusal) will say
-    url = args.url or (local.webhook_url if local else webhook_url(args.port))
-    if explicit:
-        return url, explicit
-    return url, local.signing_secret() if local else LOCAL_DEFAULT_SECRET
+    if args.url:
+        return args.url, explicit or LOCAL_DEFAULT_SECRET  # any endpoint: the reply (or the refusal) will say
+    local = _target(args)  # no local stack on that port: say how to start one, rather than POST into nothing
+    return local.webhook_url, explicit or local.signing_secret()
 
 
 def _print_reply(reply: sender.Reply, options: sender.SignOptions) -> None:
@@ -252,6 +288,22 @@ def _post_all(url: str, delivery: sender.Delivery, options: sender.SignOptions, 
     return 0 if all(200 <= status < 300 for status in statuses) else 1
 
 
+def _event_type(what: str, given: str | None, path: Path | None) -> tuple[str, str]:
+    """(event type, where it came from): --type, the sample's own, or a sample name in the file's name."""
+    if given:
+        return sender.event_type_for(given), "--type"
+    if path is None:
+        return sender.event_type_for(what), "the sample"
+    named = [alias for alias in sender.SAMPLES if alias in path.name.lower()]
+    if len(named) != 1:
+        aliases = "|".join(sender.SAMPLES)
+        raise CliError(
+            f"which event type is {path}? pass --type ({aliases} or a full type such as "
+            f"klikit.order.status.updated), e.g. --type created"
+        )
+    return sender.event_type_for(named[0]), "from the file name; --type to choose another"
+
+
 def _order_ids(body: bytes) -> list[str]:
     try:
         return [str(order["id"]) for order in json.loads(body).get("orders", []) if "id" in order]
@@ -277,7 +329,7 @@ def cmd_local(args: argparse.Namespace) -> int:
     )
     try:
         return run(options)
-    except StartError as exc:
+    except (StartError, ConfigError) as exc:  # a bad cdk.json value: its one line, not a traceback
         raise CliError(str(exc)) from None
 
 
@@ -286,25 +338,30 @@ def cmd_send(args: argparse.Namespace) -> int:
         raise CliError("--repeat must be at least 1")
     if args.what in sender.SAMPLES:
         body = sender.sample_body(args.what, args.order_id)
-        event_type = sender.event_type_for(args.type or args.what)
+        event_type, source = _event_type(args.what, args.type, None)
     else:
         path = Path(args.what)
         if not path.is_file():
             raise CliError(f"{args.what!r} is neither a sample ({', '.join(sender.SAMPLES)}) nor a file")
         body = path.read_bytes()
-        event_type = sender.event_type_for(args.type or "created")
+        event_type, source = _event_type(args.what, args.type, path)
     if args.large:
         try:
-            body = sender.pad_to(body, sender.parse_size(args.large))
+            size = sender.parse_size(args.large, require_unit=True)
+            if size < len(body):
+                raise ValueError(f"{args.large} is smaller than the body ({len(body):,} bytes)")
+            body = sender.pad_to(body, size)
         except ValueError as exc:
             raise CliError(f"--large: {exc}") from None
     url, secret = _url_and_secret(args)
     delivery = sender.Delivery(body, args.event_id or sender.new_event_id(), event_type)
+    if source != "the sample":
+        _say(f"event type {event_type} ({source})")
     code = _post_all(url, delivery, _sign_options(args, secret), args.repeat, args.timeout)
     ids = _order_ids(body)
     if code == 0 and ids and not args.url:
-        stack = f" --stack {args.stack}" if args.stack else ""
-        _say(f"next: ./klikit orders get {ids[0]}{stack}    (or watch it: ./klikit logs --follow{stack})")
+        where = _where(args)
+        _say(f"next: ./klikit orders get {ids[0]}{where}    (or watch it: ./klikit logs --follow{where})")
     return code
 
 
@@ -313,7 +370,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if not args.file.is_file():
             raise CliError(f"no such file: {args.file}")
         body = args.file.read_bytes()
-        event_type = sender.event_type_for(args.type or "created")
+        event_type, source = _event_type("replay --file", args.type, args.file)
+        _say(f"event type {event_type} ({source})")
         event_id = args.event_id or sender.new_event_id()
     else:
         if not args.event_id:
@@ -338,11 +396,13 @@ def _archived(args: argparse.Namespace) -> tuple[bytes, str]:
             raise CliError(
                 f"no archived delivery for event id {args.event_id!r} in {target.description} "
                 f"(s3://{target.bucket}/{key}): the processor archives a delivery when it takes it; "
-                f"check the id with `./klikit logs --filter {args.event_id}`"
+                f"check the id with `./klikit logs --filter {args.event_id}{_where(args)}`"
             ) from None
         raise
     metadata = found.get("Metadata") or {}
-    event_type = unquote(metadata.get("event-type", "")) or sender.event_type_for(args.type or "created")
+    event_type = unquote(metadata.get("event-type", "")) or sender.event_type_for(args.type or "")
+    if not event_type:
+        raise CliError(f"the archived delivery {args.event_id!r} has no event type: pass --type")
     _say(f"archived delivery {args.event_id}: {event_type}, received {metadata.get('received-at', '?')}")
     return found["Body"].read(), event_type
 
@@ -367,7 +427,7 @@ def cmd_orders_get(args: argparse.Namespace) -> int:
     if not item:
         raise CliError(
             f"no order {args.order_id} in {target.description}: has a delivery for it been processed? "
-            f"check with `./klikit logs --filter {args.order_id}` and `./klikit dlq list`"
+            f"check with `./klikit logs --filter {args.order_id}{_where(args)}` and `./klikit dlq list{_where(args)}`"
         )
     deserialize = TypeDeserializer().deserialize
     order = {name: deserialize(value) for name, value in sorted(item.items())}
@@ -385,12 +445,12 @@ def cmd_dlq_list(args: argparse.Namespace) -> int:
     if not letters:
         _say(f"the DLQ of {target.description} is empty")
         return 0
-    _say(f"{len(letters)} deliveries in the DLQ of {target.description}:")
+    _say(f"{_plural(len(letters), 'delivery', 'deliveries')} in the DLQ of {target.description}:")
     for letter in letters:
         summary = letter.summary()
         _say(f"  evt {summary['event_id'] or '-'}  {summary['event_type'] or '-'}  received {summary['received_at']}")
         _say(f"      {letter.reason}")
-    _say("after fixing the cause: ./klikit dlq redrive" + (f" --stack {args.stack}" if args.stack else ""))
+    _say(f"after fixing the cause: ./klikit dlq redrive{_where(args)}")
     return 0
 
 
@@ -401,7 +461,8 @@ def cmd_dlq_redrive(args: argparse.Namespace) -> int:
     if waiting == 0:
         _say(f"the DLQ of {target.description} is empty: nothing to move")
         return 0
-    _say(f"moving up to {min(waiting, args.limit)} of {waiting} deliveries from the DLQ back to the queue ...")
+    waiting_text = _plural(waiting, "delivery", "deliveries")
+    _say(f"moving up to {min(waiting, args.limit):,} of {waiting_text} from the DLQ back to the queue ...")
 
     def progress(moved: int) -> None:
         if moved % 10 == 0:
@@ -409,9 +470,12 @@ def cmd_dlq_redrive(args: argparse.Namespace) -> int:
 
     wanted = set(args.event_id) if args.event_id else None
     moved = dead_letters.redrive(sqs, target.dlq_url, target.queue_url, wanted, args.limit, progress)
-    _say(f"moved {moved} deliveries back to the queue; the processor takes them again (./klikit logs --follow)")
+    _say(
+        f"moved {_plural(moved, 'delivery', 'deliveries')} back to the queue; the processor takes them again "
+        f"(./klikit logs --follow{_where(args)})"
+    )
     if wanted and moved == 0:
-        raise CliError(f"none of {', '.join(sorted(wanted))} is in the DLQ: see ./klikit dlq list")
+        raise CliError(f"none of {', '.join(sorted(wanted))} is in the DLQ: see ./klikit dlq list{_where(args)}")
     return 0
 
 
@@ -439,8 +503,9 @@ def _local_log_dir(args: argparse.Namespace) -> Path:
     state = read_state(state_dir, args.port)
     directory = Path(state.directory) if state else stack_dir(state_dir, args.port)
     if not any(log_file(directory, function).exists() for function in FUNCTIONS):
+        start = "make local" if args.port == DEFAULT_PORT else f"PORT={args.port} make local"
         raise StackNotRunning(
-            f"no logs of a local stack on port {args.port} in {directory}: start one with `make local`, "
+            f"no logs of a local stack on port {args.port} in {directory}: start one with `{start}`, "
             "or pass --port/--state-dir, or --stack NAME for CloudWatch"
         )
     return directory
@@ -461,7 +526,7 @@ def _cloudwatch_logs(args: argparse.Namespace, functions: tuple[str, ...], since
 def _aws_advice(args: argparse.Namespace) -> str:
     if getattr(args, "stack", None):
         return f"check your AWS credentials and region, and that stack {args.stack} is deployed and up to date"
-    return "is the local stack still running, and was it started from this checkout? (`make local`)"
+    return f"is the local stack on port {args.port} still running, and started from this checkout? (`make local`)"
 
 
 COMMANDS = {
@@ -480,6 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = cmd_dlq_list if args.dlq_command == "list" else cmd_dlq_redrive
     else:
         command = COMMANDS[args.command]
+    _choose_port(args)
     try:
         return command(args)
     except CliError as exc:

@@ -43,11 +43,16 @@ def new_event_id() -> str:
     return f"cli-{uuid.uuid4()}"
 
 
-def parse_size(text: str) -> int:
-    """`1200000`, `900KB`, `1.5MB`, `2MiB` -> bytes (KB/MB are powers of 1000, KiB/MiB of 1024)."""
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmM]i?[bB]?)?\s*", text)
+def parse_size(text: str, require_unit: bool = False) -> int:
+    """`1200000`, `900KB`, `1.5MB`, `2MiB` -> bytes (KB/MB are powers of 1000, KiB/MiB of 1024).
+
+    A bare number is a count of bytes; with `require_unit`, or with a fraction, it must carry a unit.
+    """
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmM]i?[bB]?|[bB])?\s*", text)
     if not match:
-        raise ValueError(f"not a size: {text!r} (examples: 1200000, 900KB, 1.5MB, 2MiB)")
+        raise ValueError(f"not a size: {text!r} (examples: 900KB, 1.5MB, 2MiB, 1200000B)")
+    if match.group(2) is None and (require_unit or "." in match.group(1)):
+        raise ValueError(f"{text.strip()} has no unit: write {text.strip()}MB, {text.strip()}KB or {text.strip()}B")
     number, unit = float(match.group(1)), (match.group(2) or "").lower().rstrip("b")
     scale = {"": 1, "k": 1000, "ki": 1024, "m": 1000**2, "mi": 1024**2}[unit]
     return int(number * scale)

@@ -21,6 +21,7 @@ from tools.local.state import (
     StackState,
     default_state_dir,
     read_state,
+    running_stacks,
     webhook_url,
 )
 
@@ -88,10 +89,16 @@ def local_target(state_dir: Path | None, port: int) -> Target:
     state_dir = state_dir or default_state_dir()
     state = read_state(state_dir, port)
     if state is None:
+        others = [str(running.port) for running in running_stacks(state_dir)]
+        if others:
+            raise StackNotRunning(
+                f"no local stack is running on port {port}; local stacks run on port {', '.join(others)}: "
+                f"pass --port {others[0]}"
+            )
+        start = "make local" if port == DEFAULT_PORT else f"PORT={port} make local"
         raise StackNotRunning(
-            f"no local stack is running on port {port} (looked in {state_dir}): start one with `make local`"
-            + ("" if port == DEFAULT_PORT else f" PORT={port}")
-            + ", or pass --port/--state-dir to find it, or --stack NAME for a deployed stack"
+            f"no local stack is running on port {port} (looked in {state_dir}): start one with `{start}`, "
+            "or pass --port/--state-dir to find it, or --stack NAME for a deployed stack"
         )
     resources = state.resources
     return Target(
@@ -110,10 +117,15 @@ def local_target(state_dir: Path | None, port: int) -> Target:
 
 def stack_outputs(stack_name: str, region: str | None) -> dict[str, str]:
     import boto3
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+    # Credentials first: without them the region is the second problem, and botocore would name it first.
+    if boto3.Session().get_credentials() is None:
+        raise CliError("no AWS credentials: set AWS_PROFILE (or the AWS_* variables) for the stack's account")
     try:
         stacks = boto3.client("cloudformation", region_name=region).describe_stacks(StackName=stack_name)["Stacks"]
+    except NoRegionError:
+        raise CliError(f"no AWS region for stack {stack_name}: pass --region (or set AWS_REGION)") from None
     except NoCredentialsError:
         raise CliError("no AWS credentials: set AWS_PROFILE (or the AWS_* variables) for the stack's account") from None
     except ClientError as exc:

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -14,11 +18,14 @@ from klikit import delivery
 from klikit.events import ORDER_CART_UPDATED, ORDER_CREATED, ORDER_STATUS_UPDATED
 from klikit.signature import matches_any, sign
 from tests.conftest import SECRET
-from tools import dlq, sender
+from tools import REPO_ROOT, dlq, sender
+from tools.cli import main
+from tools.local import config as local_config
 from tools.local.console import processor_steps, receiver_step
 from tools.local.gateway import api_gateway_event
 from tools.local.logs import parse_since
 from tools.local.resources import LOCAL_REGION, LocalResources
+from tools.local.state import keep_previous_logs
 from tools.local.worker import failed_ids, lambda_record
 
 BODY = b'{"brand_id":1,"branch_id":2,"orders":[{"id":42}]}'
@@ -94,6 +101,77 @@ def test_sizes_read_like_people_write_them(text: str, size: int) -> None:
 def test_a_size_that_is_not_one_is_refused() -> None:
     with pytest.raises(ValueError, match="not a size"):
         sender.parse_size("big")
+
+
+@pytest.mark.parametrize("text", ["1.2", "1200000"])
+def test_large_needs_a_unit_rather_than_padding_to_one_byte(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["send", "created", "--large", text, "--url", "http://127.0.0.1:9/webhooks/klikit"])
+
+    assert code == 1
+    assert f"--large: {text} has no unit: write {text}MB" in capsys.readouterr().err
+
+
+def test_the_previous_runs_function_logs_are_kept(tmp_path: Path) -> None:
+    (tmp_path / "receiver.log").write_text("last run\n")
+    (tmp_path / "processor.log").write_text("last run too\n")
+
+    keep_previous_logs(tmp_path)
+
+    assert (tmp_path / "receiver.previous.log").read_text() == "last run\n"
+    assert (tmp_path / "processor.previous.log").read_text() == "last run too\n"
+    assert not (tmp_path / "receiver.log").exists()
+
+
+def test_make_help_shows_the_port_not_a_make_variable() -> None:
+    shown = subprocess.run(["make", "help"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+
+    assert "$(PORT)" not in shown
+    assert "http://127.0.0.1:3000" in shown
+
+
+def test_a_bad_cdk_json_value_is_one_line_without_a_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps({"dlq_max_receive_count": "many"}), "CDK_OUTDIR": str(tmp_path)}
+
+    synth = subprocess.run(
+        [sys.executable, "-m", "infra.app"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False
+    )
+
+    assert synth.returncode == 1
+    assert "Traceback" not in synth.stderr
+    assert synth.stderr.strip().splitlines()[-1] == (  # after any warning of jsii's about the Node version
+        "cdk.json: invalid cdk.json context 'dlq_max_receive_count': 'many' (expected an integer from 1 to 1000)"
+    )
+
+
+def test_local_with_a_bad_cdk_json_says_which_value_and_starts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "cdk.json"
+    bad.write_text(json.dumps({"app": "x", "context": {"dlq_max_receive_count": 0}}))
+    monkeypatch.setattr(local_config, "CDK_JSON", bad)
+
+    code = main(["local", "--port", "0", "--state-dir", str(tmp_path)])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "invalid cdk.json context 'dlq_max_receive_count': 0" in err
+    assert "Traceback" not in err
+
+
+def test_a_deployed_stack_without_credentials_is_told_about_credentials_first(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in [*os.environ]:
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+    code = main(["dlq", "list", "--stack", "KlikitWebhooks"])
+
+    assert code == 1
+    assert "no AWS credentials" in capsys.readouterr().err
 
 
 def test_large_body_is_exactly_the_size_asked_and_still_the_same_envelope() -> None:

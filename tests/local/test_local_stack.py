@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import urllib.error
 import urllib.request
@@ -170,7 +171,7 @@ def test_poison_delivery_is_quarantined_and_listed_with_its_reason(stack: LocalS
     path = tmp_path / "poison.txt"
     path.write_bytes(b"this is not json")
 
-    result = stack.cli("send", str(path), "--event-id", event_id)
+    result = stack.cli("send", str(path), "--type", "created", "--event-id", event_id)
 
     assert result.code == 0  # signed, so the receiver takes it; the processor finds it unreadable
     eventually(lambda: "quarantined" in stack.steps_for(event_id), "the processor to quarantine it")
@@ -208,7 +209,7 @@ def test_failing_delivery_goes_to_the_dlq_and_redrive_after_the_fix_processes_it
     redriven = stack.cli("dlq", "redrive", "--event-id", event_id)
 
     assert redriven.code == 0
-    assert "moved 1 deliveries back to the queue" in redriven.out
+    assert "moved 1 delivery back to the queue" in redriven.out
     eventually(lambda: stack.order(order_id), "the redriven delivery to reach the projection")
     assert stack.steps_for(event_id).count("processed") == 1
     assert not [line for line in stack.cli("dlq", "list", "--json").out.splitlines() if event_id in line]
@@ -257,6 +258,49 @@ def test_logs_show_both_functions_for_one_event(stack: LocalStack) -> None:
     assert all(json.loads(line.split(" ", 2)[2])["level"] for line in lines)
     assert receiver_only and all(line.split()[1] == "receiver" for line in receiver_only)
     assert stack.cli("logs", "--filter", event_id, "--since", "2099-01-01T00:00:00Z").out.startswith("(no log lines")
+
+
+def test_every_next_command_a_send_prints_names_the_stacks_port_so_it_can_be_pasted(stack: LocalStack) -> None:
+    order_id = new_order_id()
+
+    result = stack.cli("send", "created", "--order-id", str(order_id))
+
+    hint = next(line for line in result.out.splitlines() if line.startswith("next: "))
+    command = shlex.split(hint.removeprefix("next: ").split("(", 1)[0])
+    assert command[:4] == ["./klikit", "orders", "get", str(order_id)]
+    assert command[4:] == stack.location
+    eventually(lambda: stack.order(order_id), "the order")
+    pasted = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert pasted.returncode == 0, pasted.stderr
+    assert json.loads(pasted.stdout)["order_id"] == str(order_id)
+
+
+def test_without_port_the_cli_finds_the_one_local_stack_running(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("PORT", raising=False)
+
+    code = main(["dlq", "list", "--state-dir", str(stack.state_dir)])
+
+    assert code == 0
+    assert f"the local stack on port {stack.port}" in capsys.readouterr().out
+
+
+def test_a_file_is_sent_with_the_type_its_name_says_and_a_nameless_one_needs_type(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    named, nameless = tmp_path / "order_status_updated.json", tmp_path / "payload.json"
+    for path in (named, nameless):
+        path.write_bytes(sender.sample_body("status", new_order_id()))
+
+    sent = stack.cli("send", str(named))
+    refused = stack.cli("send", str(nameless))
+
+    assert sent.code == 0, sent.err
+    assert "event type klikit.order.status.updated (from the file name" in sent.out
+    assert refused.code == 1
+    assert "pass --type" in refused.err
+    assert "POST" not in refused.out  # nothing was sent under a guessed type
 
 
 def test_commands_without_a_running_stack_say_how_to_start_one(tmp_path: Path) -> None:

@@ -26,14 +26,13 @@ from tools.local.resources import LOCAL_REGION, LocalResources, create_resources
 from tools.local.runtime import LocalFunction, LogCapture, install_capture, load_handler, now_iso
 from tools.local.state import (
     DEFAULT_PORT,
-    FUNCTIONS,
     LOCAL_DEFAULT_SECRET,
     PROCESSOR,
     RECEIVER,
     SECRET_ENV,
     StackState,
     default_state_dir,
-    log_file,
+    keep_previous_logs,
     read_state,
     remove_state,
     stack_dir,
@@ -130,6 +129,7 @@ def run(options: LocalOptions) -> int:
     from tools.local.moto_process import MotoProcess
     from tools.local.worker import QueueWorker
 
+    stack_config = local_config.stack_config()  # a bad cdk.json value stops here, before anything starts
     # The gateway, the receiver and the queue worker share this process: with the default 5 ms GIL switch
     # interval an ack waits behind the worker's CPU-bound moments (measured on the end-to-end benchmark).
     sys.setswitchinterval(0.001)
@@ -146,7 +146,6 @@ def run(options: LocalOptions) -> int:
         )
     directory = stack_dir(state_dir, options.port)
     directory.mkdir(parents=True, exist_ok=True)
-    stack_config = local_config.stack_config()
     max_receive_count = options.max_receive_count or stack_config.dlq_max_receive_count
     secrets, secret_source = choose_secrets(options)
 
@@ -185,8 +184,7 @@ def run(options: LocalOptions) -> int:
         gateway.server_close()
         raise
     os.environ.update(_functions_env(resources, stack_config.log_level, stack_config.idempotency_ttl_days))
-    for function in FUNCTIONS:
-        log_file(directory, function).unlink(missing_ok=True)  # a fresh moto holds nothing older
+    keep_previous_logs(directory)  # a fresh moto holds nothing older; the last run's logs stay for comparison
     capture = LogCapture(sys.stdout, directory, options.verbose, lock)
     original_stdout = install_capture(capture)
     state: StackState | None = None

@@ -92,5 +92,23 @@ def read_state(state_dir: Path, port: int) -> StackState | None:
     return state if _alive(state.pid) else None
 
 
+def running_stacks(state_dir: Path) -> list[StackState]:
+    """Every local stack alive in `state_dir`, by port."""
+    found = []
+    for path in sorted(state_dir.glob("stack-*/stack.json")):
+        port = path.parent.name.removeprefix("stack-")
+        if port.isdigit() and (state := read_state(state_dir, int(port))) is not None:
+            found.append(state)
+    return sorted(found, key=lambda state: state.port)
+
+
+def keep_previous_logs(directory: Path) -> None:
+    """`<function>.log` of the last run becomes `<function>.previous.log`: iterating on a handler, you compare."""
+    for function in FUNCTIONS:
+        current = log_file(directory, function)
+        if current.exists():
+            current.replace(directory / f"{function}.previous.log")
+
+
 def remove_state(state: StackState) -> None:
     (Path(state.directory) / "stack.json").unlink(missing_ok=True)
