@@ -8,7 +8,6 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra import spec
@@ -21,19 +20,8 @@ FUNCTIONS_PATH = REPO_ROOT / spec.FUNCTIONS_DIR
 CODE_EXCLUDES = ["**/__pycache__", "**/*.pyc", "tests", "**/tests", "**/.pytest_cache", "**/.mypy_cache"]
 
 
-def powertools_layer_parameter(version: str) -> str:
-    """The AWS-managed public SSM parameter that holds the Powertools layer ARN for this runtime and version."""
-    return f"/aws/service/powertools/python/arm64/python3.13/{version}"
-
-
-def powertools_layer(scope: Construct, version: str) -> lambda_.ILayerVersion:
-    # Resolved by CloudFormation at deploy time (no lookup at synth): the layer is exactly the tested version.
-    arn = ssm.StringParameter.value_for_string_parameter(scope, powertools_layer_parameter(version))
-    return lambda_.LayerVersion.from_layer_version_arn(scope, "PowertoolsLayer", arn)
-
-
 def code_asset() -> lambda_.Code:
-    """The whole functions/ tree: handlers plus the shared klikit package; boto3 comes from the runtime."""
+    """The whole functions/ tree: handlers plus the shared klikit package; dependencies come from the layer."""
     return lambda_.Code.from_asset(str(FUNCTIONS_PATH), exclude=CODE_EXCLUDES)
 
 

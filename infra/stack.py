@@ -8,9 +8,9 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from infra import spec
-from infra.config import StackConfig, powertools_version
-from infra.function import powertools_layer
+from infra.config import StackConfig
 from infra.intake import Intake
+from infra.layer import dependencies_layer
 from infra.observability import Observability
 from infra.processing import Processing
 from infra.storage import PayloadBucket
@@ -25,8 +25,8 @@ class KlikitWebhooksStack(cdk.Stack):
             **kwargs,
         )
         self.config = config
-        self.powertools_version = powertools_version()
-        layer = powertools_layer(self, self.powertools_version)
+        # Powertools and pydantic built for arm64 from requirements.txt's pins: nothing resolved per region at deploy
+        layer = dependencies_layer(self, "Dependencies")
 
         self.payloads = PayloadBucket(self, "Payloads", config=config)
         self.processing = Processing(self, "Processing", config=config, bucket=self.payloads.bucket, layer=layer)
@@ -42,6 +42,7 @@ class KlikitWebhooksStack(cdk.Stack):
             processor=self.processing.processor.function,
             queue=self.processing.queue,
             dead_letter_queue=self.processing.dead_letter_queue,
+            access_log_group=self.intake.access_log_group,
         )
         cdk.Tags.of(self).add("service", "klikit-webhooks")
         cdk.Tags.of(self).add("stage", config.stage)
