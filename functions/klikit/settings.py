@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from typing import NamedTuple, TypeVar
 
+from klikit import limits
 from klikit.errors import SettingsError
 
 # --- names (infra/ and tools/local use these) --------------------------------------------------------------
@@ -30,7 +31,7 @@ EVENT_BUS_NAME = "EVENT_BUS_NAME"
 
 # --- defaults --------------------------------------------------------------------------------------------
 DEFAULT_IDEMPOTENCY_TTL_DAYS = 30
-DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024  # what a synchronous Lambda invocation can carry at most
+DEFAULT_MAX_BODY_BYTES = limits.MAX_BODY_BYTES  # the largest body API Gateway can hand the receiver, base64
 DEFAULT_SQS_MAX_MESSAGE_BYTES = 1024 * 1024  # the stack sets the queue's MaximumMessageSize to this
 DEFAULT_SECRET_CACHE_SECONDS = 300
 DEFAULT_SECRET_REFRESH_MIN_INTERVAL_SECONDS = 30

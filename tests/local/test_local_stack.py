@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from infra import spec
+from klikit import limits
 from klikit.signature import sign
 from tests.local.conftest import LocalStack, banner_command, eventually, free_port, port_is_free, start_stack
 from tools import REPO_ROOT, sender
@@ -145,14 +146,35 @@ def test_other_paths_and_methods_get_the_deployed_apis_404(stack: LocalStack) ->
     assert json.loads(wrong_method.value.read()) == {"message": "Not Found"}
 
 
-def test_body_over_api_gateways_10_mb_gets_its_413(stack: LocalStack) -> None:
-    body = b"x" * (API_GATEWAY_MAX_BODY + 1)
-    headers = {"x-klikit-signature": sign("local-dev-secret", body), "x-klikit-event-id": new_event_id("huge")}
+def _post_signed(stack: LocalStack, body: bytes, label: str) -> sender.Reply:
+    headers = {
+        "x-klikit-signature": sign("local-dev-secret", body),
+        "x-klikit-event-id": new_event_id(label),
+        "x-klikit-event-type": "klikit.order.created.v2",
+    }
+    return sender.post(stack.state.webhook_url, body, headers)
 
-    reply = sender.post(stack.state.webhook_url, body, {**headers, "x-klikit-event-type": "klikit.order.created.v2"})
+
+def test_body_over_api_gateways_10_mb_gets_its_plain_text_413(stack: LocalStack) -> None:
+    reply = _post_signed(stack, b"x" * (API_GATEWAY_MAX_BODY + 1), "huge")
 
     assert reply.status == 413
-    assert reply.json() == {"message": "Request Entity Too Large"}
+    assert reply.text() == "HTTP content length exceeded 10485760 bytes."
+
+
+def test_five_mib_body_gets_api_gateways_413_because_base64_outgrows_lambdas_payload(stack: LocalStack) -> None:
+    reply = _post_signed(stack, b"x" * (5 * 1024 * 1024), "five-mib")
+
+    assert reply.status == 413
+    assert reply.headers.get("Content-Type") == "application/json"
+    assert reply.json() == {"message": "Request Too Long"}
+
+
+def test_body_just_over_the_true_limit_gets_the_receivers_own_413(stack: LocalStack) -> None:
+    reply = _post_signed(stack, b"x" * (limits.MAX_BODY_BYTES + 1), "over-limit")
+
+    assert reply.status == 413
+    assert reply.json()["limit_bytes"] == limits.MAX_BODY_BYTES
 
 
 def test_exact_bytes_reach_the_receiver_so_any_signed_body_is_accepted(stack: LocalStack, tmp_path: Path) -> None:

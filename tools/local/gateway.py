@@ -4,9 +4,9 @@ It behaves like the deployed REST API on the points the receiver depends on:
 - the body reaches the function as the exact bytes sent, base64-encoded with `isBase64Encoded: true`
   (the API has binaryMediaTypes ["*/*"]);
 - headers arrive as `headers` (last value wins, sender's casing) and `multiValueHeaders` (every value);
-- any other path or method gets what the deployed API answers (404 {"message":"Not Found"}), a body over 10 MB gets 413
-  {"message":"Request Entity Too Large"}, an event over Lambda's 6 MB invoke limit or a function error gets
-  API Gateway's own 5xx reply.
+- any other path or method gets what the deployed API answers (404 {"message":"Not Found"}); a body whose event
+  does not fit Lambda's 6 MB invoke payload gets API Gateway's 413 {"message": "Request Too Long"}, a body over
+  10 MB its plain-text 413; a function error gets API Gateway's own 5xx reply.
 """
 
 from __future__ import annotations
@@ -23,13 +23,17 @@ from urllib.parse import parse_qs, urlsplit
 
 from infra import spec
 from klikit import headers as klikit_headers
+from klikit import limits
 from tools.local.console import Console, receiver_step
 from tools.local.runtime import LocalFunction
 from tools.local.state import WEBHOOK_PATH
 
-API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
+API_GATEWAY_MAX_BODY = limits.API_GATEWAY_MAX_BODY_BYTES
 DISCARD_AT_MOST = 64 * 1024 * 1024  # past this, an oversized request just loses its connection
-LAMBDA_MAX_REQUEST_PAYLOAD = 6 * 1024 * 1024  # 6,291,456 bytes, the synchronous Invoke limit
+LAMBDA_MAX_REQUEST_PAYLOAD = limits.LAMBDA_INVOKE_PAYLOAD_BYTES
+# API Gateway's own answers when a body is too large (observed replies, docs/local.md)
+EVENT_TOO_LONG_MESSAGE = "Request Too Long"
+OVER_10_MB_TEXT = b"HTTP content length exceeded 10485760 bytes."
 STAGE = "local"
 ROUTE_METHOD = "POST"
 MISSING_TOKEN_ERROR = "MissingAuthenticationTokenException"
@@ -176,12 +180,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if body is None:
             console.step("rejected", event_id, event_type, "413 body over API Gateway's 10 MB limit")
-            self._reply(413, _json("Request Entity Too Large"))
+            self._reply(413, OVER_10_MB_TEXT, {"Content-Type": "text/plain"})
             return
         event = api_gateway_event(self.command, self.path, list(self.headers.items()), body, self.client_address[0])
         if len(json.dumps(event)) > LAMBDA_MAX_REQUEST_PAYLOAD:
-            console.step("rejected", event_id, event_type, "500 event over Lambda's 6 MB invoke limit (API Gateway)")
-            self._reply(500, _json("Internal server error"))
+            console.step("rejected", event_id, event_type, "413 event over Lambda's 6 MB invoke payload (API Gateway)")
+            self._reply(413, _json(EVENT_TOO_LONG_MESSAGE))
             return
         receiver = self.server.receiver
         if receiver is None:

@@ -14,6 +14,7 @@ import boto3
 import pytest
 
 from klikit import delivery as contract
+from klikit import limits
 from klikit.signature import sign
 from tests.conftest import OLD_SECRET, SECRET, StructuredLogs, api_event, load_fixture
 from tests.faults import Faults
@@ -185,6 +186,18 @@ def test_body_over_the_configured_maximum_is_rejected_with_413(
 
     assert status == 413
     assert body == {"error": "body too large", "size_bytes": len(CREATED), "limit_bytes": 1000}
+    assert queued() == []
+
+
+def test_body_just_over_what_api_gateway_can_pass_base64_gets_the_receivers_own_413(
+    receive: Receive, queued: Queued
+) -> None:
+    body = b"x" * (limits.MAX_BODY_BYTES + 1)
+
+    status, reply = receive(api_event(body))
+
+    assert status == 413
+    assert reply == {"error": "body too large", "size_bytes": len(body), "limit_bytes": 4_669_440}
     assert queued() == []
 
 
