@@ -161,6 +161,8 @@ class ProcessorApp:
         except PoisonDelivery as poison:
             self._send_to_dlq(raw, poison)
             return
+        if envelope.smoke:  # `./klikit smoke`: prove the projection, never call the POS or publish the event
+            handlers = [builtin for builtin in handlers if builtin.name == PROJECTION_HANDLER]
         failures: list[Exception] = []
         for order, raw_order in zip(envelope.orders, raw_orders, strict=True):
             event = OrderEvent(

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from klikit.errors import PoisonDelivery
+from klikit.events import SMOKE_MARKER
 
 MAX_DETAIL_LENGTH = 240
 
@@ -127,6 +128,10 @@ class Envelope(BaseModel):
     brand_id: int
     branch_id: int
     orders: list[Order] = Field(min_length=1)
+    # a `./klikit smoke` delivery only when the field is JSON true; any other value is ignored, never poison
+    smoke: Annotated[bool, BeforeValidator(lambda value: value is True)] = Field(
+        default=False, validation_alias=SMOKE_MARKER
+    )
 
 
 def _no_constants(name: str) -> Any:
