@@ -74,6 +74,14 @@ fuzz: $(STAMP) ## hostile-input fuzzing of the receiver, 100,000+ cases
 soak: $(STAMP) ## the property-based pipeline test with far more examples
 	KLIKIT_SOAK_EXAMPLES=1000 $(PY) -m pytest -q -p no:cacheprovider tests/reliability -k property
 
+.PHONY: preflight
+preflight: $(STAMP) ## before the first deploy: check the AWS account and region (ARGS="--region me-central-1")
+	$(PY) -m tools.cli preflight $(ARGS)
+
+.PHONY: bootstrap
+bootstrap: $(STAMP) $(CDK) ## CDK bootstrap of the account and region in your environment (once per region)
+	$(CDK) bootstrap $(CDK_FLAGS) $(CDK_ARGS)
+
 .PHONY: synth
 synth: $(STAMP) $(CDK) ## synthesize the CloudFormation template into cdk.out (offline)
 	$(CDK) synth $(CDK_FLAGS) --quiet $(CDK_ARGS)

@@ -32,7 +32,7 @@ from tools.local.state import (
     default_state_dir,
     running_stacks,
 )
-from tools.target import CliError, StackNotRunning, Target, resolve
+from tools.target import CliError, NoCredentials, StackNotRunning, Target, resolve
 
 PROG = "klikit"
 EPILOG = (
@@ -52,7 +52,9 @@ def _target_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("which stack")
     group.add_argument(
-        "--stack", metavar="NAME", help="a deployed stack (CloudFormation name) instead of the local one"
+        "--stack",
+        metavar="NAME",
+        help="a deployed stack (CloudFormation name, e.g. KlikitWebhooks-dev) instead of the local one",
     )
     group.add_argument("--region", help="the deployed stack's region (default: your AWS configuration's)")
     group.add_argument(
@@ -191,6 +193,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dlq_redrive.add_argument("--event-id", action="append", help="only this event id (repeatable)")
     dlq_redrive.add_argument("--limit", type=int, default=dead_letters.DEFAULT_LIMIT, help="at most this many")
+
+    account = argparse.ArgumentParser(add_help=False)
+    account.add_argument("--region", help="the region to deploy to (default: your AWS configuration's)")
+    preflight = commands.add_parser(
+        "preflight",
+        parents=[account],
+        help="before the first deploy: check the AWS account and region (read-only)",
+        description="Check, with your AWS credentials, what a first `make deploy` needs: credentials, region, "
+        "CDK bootstrap, Lambda concurrency, API Gateway's CloudWatch role, an imported secret. Each line is ok or "
+        "a problem with the command that fixes it. Reads cdk.json like the stack does.",
+    )
+    preflight.add_argument(
+        "-c",
+        "--context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a cdk.json context override, as given to make deploy (e.g. -c stage=prod)",
+    )
+    commands.add_parser(
+        "setup-api-logging",
+        parents=[account],
+        help="set API Gateway's CloudWatch role, once per account and region",
+        description="Create the role APIGatewayCloudWatchLogs (AWS-managed policy "
+        "AmazonAPIGatewayPushToCloudWatchLogs) if needed and make it API Gateway's CloudWatch role in the region. "
+        "Leaves an existing setting alone.",
+    )
 
     logs = commands.add_parser(
         "logs",
@@ -523,7 +552,69 @@ def _cloudwatch_logs(args: argparse.Namespace, functions: tuple[str, ...], since
     )
 
 
+def _aws_session(region: str | None) -> Any:
+    import boto3
+
+    session = boto3.Session(region_name=region)
+    if not session.region_name:
+        raise CliError("no AWS region: pass --region (e.g. --region me-central-1) or set AWS_REGION")
+    if session.get_credentials() is None:
+        raise NoCredentials(
+            "no AWS credentials: set AWS_PROFILE (after `aws configure sso` or `aws sso login`) or the AWS_* variables"
+        )
+    return session
+
+
+def _context_overrides(pairs: list[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"-c {pair!r}: expected KEY=VALUE, e.g. -c stage=prod")
+        overrides[key.strip()] = value
+    return overrides
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    from infra.config import ConfigError, load_config, read_cdk_json_context
+    from tools.preflight import NoCredentials as Refused
+    from tools.preflight import Preflight
+
+    try:
+        config = load_config({**read_cdk_json_context(), **_context_overrides(args.context)})
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    session = _aws_session(args.region)
+    preflight = Preflight(session.client, session.region_name, config)
+    _say(f"klikit preflight: region {session.region_name}, stack {config.stack_name} (stage {config.stage})")
+    problems = 0
+    try:
+        for check in preflight.run():
+            _say(f"  {'ok' if check.ok else 'PROBLEM':8} {check.name:20} {check.detail}")
+            if not check.ok:
+                problems += 1
+                if check.fix:
+                    _say(f"  {'':8} {'':20} fix: {check.fix}")
+    except Refused as exc:
+        raise NoCredentials(f"{exc}: set AWS_PROFILE (or the AWS_* variables) for the account to deploy to") from None
+    if problems:
+        _say(f"{problems} problem{'s' if problems > 1 else ''}: fix, then run ./klikit preflight again")
+        return 1
+    _say("ready: make deploy" + (f" AWS_REGION={args.region}" if args.region else ""))
+    return 0
+
+
+def cmd_setup_api_logging(args: argparse.Namespace) -> int:
+    from tools.api_logging import setup_api_logging
+
+    outcome = setup_api_logging(_aws_session(args.region))
+    _say(outcome.message)
+    return 0
+
+
 def _aws_advice(args: argparse.Namespace) -> str:
+    if args.command in ("preflight", "setup-api-logging"):
+        return "check your AWS credentials (AWS_PROFILE) and --region"
     if getattr(args, "stack", None):
         return f"check your AWS credentials and region, and that stack {args.stack} is deployed and up to date"
     return f"is the local stack on port {args.port} still running, and started from this checkout? (`make local`)"
@@ -534,6 +625,8 @@ COMMANDS = {
     "send": cmd_send,
     "replay": cmd_replay,
     "logs": cmd_logs,
+    "preflight": cmd_preflight,
+    "setup-api-logging": cmd_setup_api_logging,
 }
 
 

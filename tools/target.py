@@ -38,6 +38,12 @@ class StackNotRunning(CliError):
     exit_code = 3
 
 
+class NoCredentials(CliError):
+    """Nothing can be checked or sent without AWS credentials."""
+
+    exit_code = 2
+
+
 @dataclass(frozen=True)
 class Target:
     description: str
@@ -178,4 +184,4 @@ def default_local_url(port: int) -> str:
     return webhook_url(port)
 
 
-__all__ = ["LOCAL_DEFAULT_SECRET", "CliError", "StackNotRunning", "Target", "resolve"]
+__all__ = ["LOCAL_DEFAULT_SECRET", "CliError", "NoCredentials", "StackNotRunning", "Target", "resolve"]
