@@ -15,7 +15,7 @@ if _FUNCTIONS not in sys.path:
 import aws_cdk as cdk  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
-from infra.config import ConfigError, load_config  # noqa: E402
+from infra.config import ConfigError, check_deployable, load_config  # noqa: E402
 from infra.nag import acknowledge_findings  # noqa: E402
 from infra.stack import KlikitWebhooksStack  # noqa: E402
 
@@ -26,6 +26,7 @@ def build_app(
     """The app with its stack. The CLI passes cdk.json's context itself; tests pass it in (cdk.App does not read it)."""
     app = cdk.App(context=dict(context) if context is not None else None, outdir=outdir)
     config = load_config(app.node.get_all_context())
+    check_deployable(config)
     stack = KlikitWebhooksStack(app, config.stack_name, config=config)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     acknowledge_findings(stack)

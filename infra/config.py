@@ -67,7 +67,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class StackConfig:
     stage: str = "dev"
-    stack_name: str = spec.DEFAULT_STACK_NAME
+    stack_name: str = ""  # empty: derived from the stage (spec.default_stack_name)
     allowed_cidrs: tuple[str, ...] = ()
     alarm_email: str | None = None
     webhook_secret: str | None = None  # name or ARN of an existing secret; None = the stack creates one
@@ -75,16 +75,22 @@ class StackConfig:
     archive_expiry_days: int = 30
     log_retention_days: int = 30
     log_level: str = "INFO"
-    throttle_rate_limit: float = 50.0
-    throttle_burst_limit: int = 100
+    # sized for a group of a few hundred branches at a few requests per second each (docs/deploy.md, "Capacity")
+    throttle_rate_limit: float = 1000.0
+    throttle_burst_limit: int = 2000
     receiver_memory_mb: int = 256
     processor_memory_mb: int = 512
     processor_timeout_seconds: int = 30
-    processor_reserved_concurrency: int | None = 5
+    processor_max_concurrency: int = 5
+    processor_reserved_concurrency: int | None = None
     dlq_max_receive_count: int = 5
     fan_out: bool = False
     signature_rejection_alarm_threshold: int = 10
     queue_age_alarm_seconds: int = 600
+
+    def __post_init__(self) -> None:
+        if not self.stack_name:
+            object.__setattr__(self, "stack_name", spec.default_stack_name(self.stage))
 
     @property
     def retain_data(self) -> bool:
@@ -177,6 +183,8 @@ def _parse(key: str, value: Any) -> Any:
     if key == "stage":
         return _choice(key, value, STAGES)
     if key == "stack_name":
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return ""
         if not isinstance(value, str) or not _STACK_NAME.match(value):
             raise _bad(key, value, "expected a CloudFormation stack name: letters, digits and hyphens")
         return value
@@ -208,10 +216,12 @@ def _parse(key: str, value: Any) -> Any:
         return _int(key, value, 128, 10_240)
     if key == "processor_timeout_seconds":
         return _int(key, value, 1, LAMBDA_MAX_TIMEOUT_SECONDS)
+    if key == "processor_max_concurrency":
+        # the range the SQS event source's ScalingConfig.MaximumConcurrency accepts
+        return _int(key, value, 2, 1000)
     if key == "processor_reserved_concurrency":
         if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
             return None
-        # 2 is the lowest maximum concurrency an SQS event source accepts, and it follows this value.
         return _int(key, value, 2, 1000)
     if key == "dlq_max_receive_count":
         return _int(key, value, 1, 1000)
@@ -241,9 +251,26 @@ def load_config(context: Mapping[str, Any]) -> StackConfig:
         )
     values = {key: _parse(key, context[key]) for key in KEYS if key in context}
     config = StackConfig(**values)
+    reserved = config.processor_reserved_concurrency
+    if reserved is not None and reserved < config.processor_max_concurrency:
+        raise _bad(
+            "processor_reserved_concurrency",
+            reserved,
+            f"at least processor_max_concurrency ({config.processor_max_concurrency}), or the poller's batches are "
+            "throttled and redelivered; or leave it empty",
+        )
     if config.queue_visibility_timeout_seconds > SQS_MAX_VISIBILITY_SECONDS:  # pragma: no cover - 6 x 900 < 43200
         raise _bad("processor_timeout_seconds", config.processor_timeout_seconds, "6x it exceeds SQS's 12 hours")
     return config
+
+
+def check_deployable(config: StackConfig) -> None:
+    """What synth refuses that the offline local stack does not need: a prod stage whose alarms reach no one."""
+    if config.stage == "prod" and not config.alarm_email:
+        raise ConfigError(
+            "a prod stage needs someone to receive its alarms: deploy with -c alarm_email=oncall@example.com "
+            "(or set alarm_email in cdk.json)"
+        )
 
 
 def read_cdk_json_context(path: Path = CDK_JSON) -> dict[str, Any]:
@@ -256,12 +283,3 @@ def read_cdk_json_context(path: Path = CDK_JSON) -> dict[str, Any]:
 
 def config_from_cdk_json(path: Path = CDK_JSON) -> StackConfig:
     return load_config(read_cdk_json_context(path))
-
-
-def powertools_version(requirements: Path = REQUIREMENTS_TXT) -> str:
-    """The exact aws-lambda-powertools version pinned in requirements.txt: the layer the stack deploys."""
-    for line in requirements.read_text(encoding="utf-8").splitlines():
-        match = re.match(r"^\s*aws-lambda-powertools(\[[^\]]*\])?==([0-9][0-9A-Za-z.]*)\s*(#.*)?$", line)
-        if match:
-            return match.group(2)
-    raise ConfigError(f"{requirements.name} must pin aws-lambda-powertools with '==' (the Lambda layer follows it)")

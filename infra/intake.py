@@ -45,6 +45,7 @@ ACCESS_LOG_FORMAT = json.dumps(
         "integrationLatencyMs": apigw.AccessLogField.context_integration_latency(),
         "errorMessage": apigw.AccessLogField.context_error_message(),
         "errorType": apigw.AccessLogField.context_error_response_type(),
+        "stage": apigw.AccessLogField.context_stage(),
     }
 )
 
@@ -132,8 +133,9 @@ class Intake(Construct):
             # text round-trip could change them.
             binary_media_types=["*/*"],
             policy=_source_ip_policy(config.allowed_cidrs),
-            # Access logging needs the account's API Gateway CloudWatch role; it is kept when the stack goes.
-            cloud_watch_role=True,
+            # The account's API Gateway CloudWatch role is one setting per account and region, shared by every API:
+            # not this stack's to own. `./klikit setup-api-logging` sets it once; `./klikit preflight` checks it.
+            cloud_watch_role=False,
             deploy_options=apigw.StageOptions(
                 stage_name=config.stage,
                 throttling_rate_limit=config.throttle_rate_limit,

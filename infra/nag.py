@@ -21,7 +21,7 @@ HMAC_IS_THE_AUTH = (
     "available through the allowed_cidrs resource policy."
 )
 PYTHON_313 = (
-    "python3.13 is deliberate: the AWS-managed Powertools layer is pinned to python3.13 and the test suite runs on "
+    "python3.13 is deliberate: the dependencies layer is built for CPython 3.13 wheels and the test suite runs on "
     "3.13; moving to a newer runtime is a tested change, not a silent one."
 )
 PREFIX_SCOPED = (
@@ -63,11 +63,6 @@ REASONS: dict[str, str] = {
         "to log groups this stack cannot give a retention, and at INFO it records request headers, including the "
         "signature."
     ),
-    "IAM4": (
-        "API Gateway access logging needs the account-level API Gateway CloudWatch role, and "
-        "AmazonAPIGatewayPushToCloudWatchLogs is the AWS-documented policy for it; the role is an account setting "
-        "and is retained when the stack is deleted."
-    ),
     "DDB3": TTL_MARKERS,
 }
 
@@ -97,10 +92,5 @@ def acknowledge_findings(stack: KlikitWebhooksStack) -> None:
     _ack(intake.api, "APIG4")
     _ack(intake.api, "COG4")
     _ack(intake.api, "APIG6")
-    _ack(
-        intake.api,
-        "IAM4",
-        "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
-    )
     _ack(intake.idempotency_table, "DDB3")
     _ack(processing.effects_table, "DDB3")

@@ -6,7 +6,9 @@ import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
@@ -42,9 +44,20 @@ class Observability(Construct):
         processor: lambda_.IFunction,
         queue: sqs.IQueue,
         dead_letter_queue: sqs.IQueue,
+        access_log_group: logs.ILogGroup,
     ) -> None:
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(self, "AlarmTopic", display_name="klikit webhooks alarms", enforce_ssl=True)
+        # The TLS-only policy replaces SNS's default one: without this, CloudWatch may not publish the alarms.
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsOfThisAccount",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={"StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID}},
+            )
+        )
         if config.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
 
@@ -53,6 +66,26 @@ class Observability(Construct):
 
         def processor_metric(name: str, label: str | None = None) -> cw.Metric:
             return service_metric(names.PROCESSOR_SERVICE, name, label)
+
+        # API Gateway publishes no 429 metric (4XXError also counts forged 401s and 404 probes): count the access
+        # log lines whose gateway response is THROTTLED, i.e. the stage (or account) throttle refused the request.
+        logs.MetricFilter(
+            self,
+            "ApiThrottledFilter",
+            log_group=access_log_group,
+            filter_pattern=logs.FilterPattern.string_value("$.errorType", "=", "THROTTLED"),
+            metric_namespace=names.METRICS_NAMESPACE,
+            metric_name=names.API_THROTTLED,
+            metric_value="1",
+            dimensions={"stage": "$.stage"},
+        )
+        api_throttled = cw.Metric(
+            namespace=names.METRICS_NAMESPACE,
+            metric_name=names.API_THROTTLED,
+            dimensions_map={"stage": config.stage},
+            statistic="Sum",
+            period=PERIOD,
+        )
 
         self.alarms: dict[str, cw.Alarm] = {}
         at_least_one = {"threshold": 1, "evaluation_periods": 1}
@@ -79,6 +112,13 @@ class Observability(Construct):
             "Api5xx",
             "API Gateway answered 5xx: klikit deliveries are failing and being retried.",
             api_stage.metric_server_error(period=PERIOD, statistic="Sum"),
+            **at_least_one,
+        )
+        self._alarm(
+            "ApiThrottled",
+            "API Gateway refused deliveries with 429 (throttled): klikit retries them late; raise "
+            "throttle_rate_limit / throttle_burst_limit (docs/deploy.md, Capacity).",
+            api_throttled,
             **at_least_one,
         )
         self._alarm(
@@ -114,7 +154,7 @@ class Observability(Construct):
         )
         self._alarm(
             "ProcessorThrottles",
-            "The processor was throttled: its reserved concurrency is too low or the account limit is reached.",
+            "The processor was throttled: the account's concurrency limit is reached (or its reserved concurrency).",
             processor.metric_throttles(period=PERIOD, statistic="Sum"),
             **at_least_one,
         )
@@ -130,6 +170,7 @@ class Observability(Construct):
                     api_stage.metric_count(period=PERIOD, statistic="Sum", label="requests"),
                     api_stage.metric_client_error(period=PERIOD, statistic="Sum", label="4xx"),
                     api_stage.metric_server_error(period=PERIOD, statistic="Sum", label="5xx"),
+                    api_throttled.with_(label="throttled (429)"),
                 ],
                 width=8,
             ),

@@ -81,6 +81,7 @@ class Processing(Construct):
             timeout=cdk.Duration.seconds(config.processor_timeout_seconds),
             environment=environment,
             layer=layer,
+            # none by default: Lambda refuses any reservation that leaves an account under 10 unreserved executions
             reserved_concurrency=config.processor_reserved_concurrency,
         )
         function = self.processor.function
@@ -89,9 +90,9 @@ class Processing(Construct):
                 self.queue,
                 batch_size=BATCH_SIZE,
                 report_batch_item_failures=True,
-                # The poller never invokes more copies than are reserved, so a slow POS sees no stampede and
-                # the queue sees no throttled (and redelivered) batches.
-                max_concurrency=config.processor_reserved_concurrency,
+                # AWS's cap for an SQS consumer: never more concurrent batches than this, so a slow POS sees no
+                # stampede, without taking executions out of the account's shared pool.
+                max_concurrency=config.processor_max_concurrency,
             )
         )
         self.orders_table.grant(function, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
@@ -110,6 +111,15 @@ class Processing(Construct):
             grantee=function,
             actions=["s3:PutObject"],
             resource_arns=[bucket.arn_for_objects(f"{spec.ARCHIVE_OBJECTS_PREFIX}*")],
+        )
+        # Without ListBucket, S3 answers a missing claim check 403 (retried into the DLQ with no reason) instead of
+        # 404 (quarantined as claim_check_missing); the prefix condition keeps the rest of the bucket unlistable.
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{spec.CLAIM_CHECKS_PREFIX}*"]}},
+            )
         )
         # Poison deliveries are quarantined into the DLQ by the processor itself (with the reason attached).
         self.dead_letter_queue.grant(function, "sqs:SendMessage")

@@ -38,8 +38,15 @@ RECEIVER_HANDLER = "receiver.handler.lambda_handler"
 PROCESSOR_HANDLER = "processor.handler.lambda_handler"
 FUNCTIONS_DIR = "functions"
 
+STACK_NAME_PREFIX = "KlikitWebhooks"
+
+
+def default_stack_name(stage: str) -> str:
+    """One stack per stage (KlikitWebhooks-dev, KlikitWebhooks-prod): `-c stage=prod` never turns dev into prod."""
+    return f"{STACK_NAME_PREFIX}-{stage}"
+
+
 # Stack outputs: the CLI reads a deployed stack through these keys, the stack emits them.
-DEFAULT_STACK_NAME = "KlikitWebhooks"
 OUTPUT_WEBHOOK_URL = "WebhookUrl"
 OUTPUT_QUEUE_URL = "QueueUrl"
 OUTPUT_DLQ_URL = "DeadLetterQueueUrl"

@@ -21,6 +21,9 @@ OFFLOADED_TO_S3 = "OffloadedToS3"
 ENQUEUE_FAILURES = "EnqueueFailures"
 SECRET_REFRESHES = "SecretRefreshes"
 
+# API Gateway metrics, from a metric filter on the stage's access log (dimension: stage)
+API_THROTTLED = "ApiThrottledRequests"
+
 # processor metrics (dimensions: service, and event_type where it says so)
 PROCESSED = "EventsProcessed"
 PROCESSING_FAILED = "EventsFailed"

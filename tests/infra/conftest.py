@@ -31,6 +31,7 @@ PROD_OVERRIDES: dict[str, Any] = {
     "throttle_rate_limit": 25,
     "throttle_burst_limit": 40,
     "processor_reserved_concurrency": 8,
+    "processor_max_concurrency": 6,
     "processor_timeout_seconds": 45,
     "receiver_memory_mb": 512,
     "dlq_max_receive_count": 3,

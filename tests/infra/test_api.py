@@ -42,7 +42,7 @@ def test_api_is_regional_and_passes_every_body_through_as_bytes(dev: Synthesized
     assert api["Properties"]["BinaryMediaTypes"] == ["*/*"]
 
 
-@pytest.mark.parametrize(("stage", "rate", "burst"), [("dev", 50, 100), ("prod", 25, 40)])
+@pytest.mark.parametrize(("stage", "rate", "burst"), [("dev", 1000, 2000), ("prod", 25, 40)])
 def test_stage_throttling_follows_the_config(stage: str, rate: int, burst: int, request: pytest.FixtureRequest) -> None:
     synth: Synthesized = request.getfixturevalue(stage)
     (api_stage,) = synth.resources("AWS::ApiGateway::Stage").values()
@@ -84,3 +84,23 @@ def test_webhook_url_output_is_https_on_the_webhook_path(dev: Synthesized) -> No
     url = dev.template["Outputs"][spec.OUTPUT_WEBHOOK_URL]["Value"]["Fn::Join"][1]
     assert url[0] == "https://"
     assert url[-1].endswith("/webhooks/klikit")
+
+
+def test_stack_leaves_the_account_wide_api_gateway_cloudwatch_role_alone(each_stage: Synthesized) -> None:
+    # one setting per account and region: set once by `./klikit setup-api-logging`, checked by `./klikit preflight`
+    assert each_stage.resources("AWS::ApiGateway::Account") == {}
+    for role in each_stage.resources("AWS::IAM::Role").values():
+        assert "apigateway.amazonaws.com" not in json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
+
+
+def test_default_throttle_carries_a_few_hundred_branches(dev: Synthesized) -> None:
+    # klikit: "a few requests per second per branch"; 300 branches at ~3 rps each is ~1,000 rps
+    (api_stage,) = dev.resources("AWS::ApiGateway::Stage").values()
+    (settings,) = api_stage["Properties"]["MethodSettings"]
+    assert settings["ThrottlingRateLimit"] >= 1000
+    assert settings["ThrottlingBurstLimit"] >= 2 * settings["ThrottlingRateLimit"]
+
+
+def test_stack_is_named_after_its_stage(dev: Synthesized, prod: Synthesized) -> None:
+    assert dev.stack.stack_name == "KlikitWebhooks-dev"
+    assert prod.stack.stack_name == "KlikitWebhooks-prod"

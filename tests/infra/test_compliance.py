@@ -63,3 +63,11 @@ def test_cdk_json_runs_the_app_with_the_repo_virtualenv_and_recommended_flags() 
     assert cdk_json["app"] == ".venv/bin/python -m infra.app"
     flags = [key for key in cdk_json["context"] if key.startswith("@aws-cdk")]
     assert len(flags) > 50, "`cdk flags --recommended` output is committed, so synth prints no flag warnings"
+
+
+def test_preflight_requires_the_bootstrap_version_the_template_checks(dev: Synthesized) -> None:
+    from tools.preflight import REQUIRED_BOOTSTRAP_VERSION
+
+    rule = dev.template["Rules"]["CheckBootstrapVersion"]["Assertions"][0]["Assert"]
+    refused = rule["Fn::Not"][0]["Fn::Contains"][0]
+    assert refused == [str(version) for version in range(1, REQUIRED_BOOTSTRAP_VERSION)]

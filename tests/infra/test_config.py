@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from infra.config import ConfigError, StackConfig, config_from_cdk_json, load_config, powertools_version
+from infra.config import (
+    REPO_ROOT,
+    ConfigError,
+    StackConfig,
+    check_deployable,
+    config_from_cdk_json,
+    load_config,
+    read_cdk_json_context,
+)
+from infra.layer import layer_requirements
 
 
 def test_committed_cdk_json_is_a_valid_dev_configuration() -> None:
@@ -106,14 +119,58 @@ def test_misspelt_key_fails_instead_of_being_ignored() -> None:
         load_config({"alarm_emial": "ops@example.com"})
 
 
-def test_powertools_version_is_read_from_the_requirements_pin(tmp_path: Path) -> None:
+def test_layer_pins_are_every_exact_pin_but_boto3_which_the_runtime_provides(tmp_path: Path) -> None:
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("# shipped\naws-lambda-powertools[parser]==3.37.0  # layer\nboto3==1.44.5\n")
-    assert powertools_version(requirements) == "3.37.0"
+    assert layer_requirements(requirements) == ("aws-lambda-powertools[parser]==3.37.0",)
 
 
-def test_unpinned_powertools_fails_because_the_layer_would_drift(tmp_path: Path) -> None:
+def test_an_unpinned_requirement_fails_because_the_layer_would_drift(tmp_path: Path) -> None:
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("aws-lambda-powertools>=3\n")
-    with pytest.raises(ConfigError, match="pin aws-lambda-powertools"):
-        powertools_version(requirements)
+    with pytest.raises(ConfigError, match="not an exact pin"):
+        layer_requirements(requirements)
+
+
+def test_default_stack_name_follows_the_stage_so_prod_never_replaces_dev() -> None:
+    assert load_config({}).stack_name == "KlikitWebhooks-dev"
+    assert load_config({"stage": "prod", "stack_name": ""}).stack_name == "KlikitWebhooks-prod"
+    assert load_config({"stage": "prod", "stack_name": "Orders"}).stack_name == "Orders", "an explicit name wins"
+
+
+def test_processor_is_capped_by_the_poller_and_reserves_nothing_by_default() -> None:
+    config = load_config({})
+    assert (config.processor_max_concurrency, config.processor_reserved_concurrency) == (5, None)
+    assert load_config({"processor_max_concurrency": "1000"}).processor_max_concurrency == 1000
+
+
+@pytest.mark.parametrize("value", [1, 1001, "many"])
+def test_poller_cap_outside_what_sqs_accepts_is_refused(value: Any) -> None:
+    with pytest.raises(ConfigError, match="'processor_max_concurrency'"):
+        load_config({"processor_max_concurrency": value})
+
+
+def test_a_reservation_below_the_poller_cap_is_refused_because_batches_would_be_throttled() -> None:
+    with pytest.raises(ConfigError, match=r"'processor_reserved_concurrency': 3 .*processor_max_concurrency \(5\)"):
+        load_config({"processor_reserved_concurrency": 3})
+
+
+def test_prod_without_an_alarm_subscriber_is_refused_with_the_flag_to_add() -> None:
+    with pytest.raises(ConfigError, match="-c alarm_email="):
+        check_deployable(load_config({"stage": "prod"}))
+    check_deployable(load_config({"stage": "prod", "alarm_email": "oncall@example.com"}))
+    check_deployable(load_config({"stage": "dev"}))
+
+
+def test_cdk_synth_of_prod_without_alarm_email_prints_one_line_and_no_traceback(tmp_path: Path) -> None:
+    # what `make synth CDK_ARGS="-c stage=prod"` runs: the CLI hands the app its context in CDK_CONTEXT_JSON
+    context = {**read_cdk_json_context(), "stage": "prod"}
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path)}
+    app = subprocess.run(
+        [sys.executable, "-m", "infra.app"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    assert app.returncode == 1
+    assert "Traceback" not in app.stderr
+    (line,) = [text for text in app.stderr.splitlines() if text.startswith("cdk.json:")]
+    assert "-c alarm_email=" in line
+    assert not list(tmp_path.glob("*.template.json")), "nothing synthesized"

@@ -36,11 +36,24 @@ def test_receiver_answers_well_inside_klikits_ten_seconds(each_stage: Synthesize
     assert props["MemorySize"] == each_stage.config.receiver_memory_mb
 
 
-def test_processor_timeout_memory_and_reserved_concurrency_follow_the_config(each_stage: Synthesized) -> None:
+def test_processor_timeout_and_memory_follow_the_config(each_stage: Synthesized) -> None:
     props = processor(each_stage)
     assert props["Timeout"] == each_stage.config.processor_timeout_seconds
     assert props["MemorySize"] == each_stage.config.processor_memory_mb
-    assert props["ReservedConcurrentExecutions"] == each_stage.config.processor_reserved_concurrency
+
+
+def test_no_function_reserves_concurrency_by_default_so_a_new_account_can_deploy(dev: Synthesized) -> None:
+    # Lambda refuses any reservation that leaves an account under 10 unreserved executions (a new account has 10)
+    for props in (receiver(dev), processor(dev)):
+        assert "ReservedConcurrentExecutions" not in props
+    (mapping,) = dev.resources("AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"]["ScalingConfig"]["MaximumConcurrency"] == 5, "the POS is still capped"
+
+
+def test_reserved_concurrency_only_when_set_and_independent_of_the_poller_cap(prod: Synthesized) -> None:
+    assert processor(prod)["ReservedConcurrentExecutions"] == prod.config.processor_reserved_concurrency == 8
+    (mapping,) = prod.resources("AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"]["ScalingConfig"]["MaximumConcurrency"] == prod.config.processor_max_concurrency == 6
 
 
 def test_processor_consumes_the_queue_in_batches_reporting_item_failures(each_stage: Synthesized) -> None:
@@ -49,8 +62,8 @@ def test_processor_consumes_the_queue_in_batches_reporting_item_failures(each_st
     assert props["FunctionName"] == {"Ref": function(each_stage, spec.PROCESSOR_HANDLER)[0]}
     assert props["BatchSize"] == 10
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    # never more concurrent batches than reserved executions: no throttled (and redelivered) batches
-    assert props["ScalingConfig"]["MaximumConcurrency"] == each_stage.config.processor_reserved_concurrency
+    # AWS's way to cap an SQS consumer, without taking executions out of the account's pool
+    assert props["ScalingConfig"]["MaximumConcurrency"] == each_stage.config.processor_max_concurrency
 
 
 def test_receiver_environment_names_what_settings_reads(dev: Synthesized) -> None:
@@ -95,18 +108,30 @@ def test_each_function_logs_to_its_own_group_with_retention(each_stage: Synthesi
     assert group["Properties"]["RetentionInDays"] == each_stage.config.log_retention_days
 
 
-def test_deployed_powertools_layer_is_the_tested_version(each_stage: Synthesized) -> None:
+def test_dependencies_ship_in_a_layer_built_for_arm64_with_no_ssm_lookup(each_stage: Synthesized) -> None:
+    # the public Powertools layer parameter does not exist in every region (me-central-1, China, GovCloud)
+    parameters = each_stage.template.get("Parameters", {}).values()
+    lookups = [value["Default"] for value in parameters if value["Type"].startswith("AWS::SSM::Parameter")]
+    assert lookups == ["/cdk-bootstrap/hnb659fds/version"], "only CDK's own bootstrap check"
+    (layer_id, layer), *others = each_stage.resources("AWS::Lambda::LayerVersion").items()
+    assert others == []
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    for handler in (spec.RECEIVER_HANDLER, spec.PROCESSOR_HANDLER):
+        assert function(each_stage, handler)[1]["Layers"] == [{"Ref": layer_id}]
+
+
+def test_layer_asset_holds_the_pinned_powertools_and_the_aarch64_pydantic_core(dev: Synthesized) -> None:
+    (layer,) = dev.resources("AWS::Lambda::LayerVersion").values()
+    asset = dev.outdir / f"asset.{layer['Properties']['Content']['S3Key'].removesuffix('.zip')}"
+    site = asset / "python"
     version = pinned_powertools()
     assert metadata.version("aws-lambda-powertools") == version, "tests run against the pinned version"
-    parameter = f"/aws/service/powertools/python/arm64/python3.13/{version}"
-    layer_params = [
-        key
-        for key, value in each_stage.template["Parameters"].items()
-        if value["Type"] == "AWS::SSM::Parameter::Value<String>" and value["Default"] == parameter
-    ]
-    assert len(layer_params) == 1
-    for handler in (spec.RECEIVER_HANDLER, spec.PROCESSOR_HANDLER):
-        assert function(each_stage, handler)[1]["Layers"] == [{"Ref": layer_params[0]}]
+    assert (site / f"aws_lambda_powertools-{version}.dist-info").is_dir()
+    extensions = [path.name for path in (site / "pydantic_core").glob("_pydantic_core.*.so")]
+    assert extensions == ["_pydantic_core.cpython-313-aarch64-linux-gnu.so"]
+    assert not (site / "boto3").exists(), "boto3 is the runtime's"
+    assert not list(site.rglob("*.pyc")), "no bytecode compiled by the host's Python"
 
 
 def test_code_asset_is_the_functions_tree_without_caches_or_tests(dev: Synthesized) -> None:

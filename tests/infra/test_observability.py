@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -102,3 +103,39 @@ def test_one_dashboard_graphs_the_pipeline(dev: Synthesized) -> None:
         "ApproximateAgeOfOldestMessage",
     ):
         assert metric in body
+
+
+def test_cloudwatch_may_publish_alarms_to_the_tls_only_topic_for_this_account_only(each_stage: Synthesized) -> None:
+    (topic_id,) = each_stage.resources("AWS::SNS::Topic")
+    (policy,) = each_stage.resources("AWS::SNS::TopicPolicy").values()
+    assert {"Ref": topic_id} in policy["Properties"]["Topics"]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    (publish,) = [s for s in statements if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
+    assert publish["Effect"] == "Allow"
+    assert publish["Action"] == "sns:Publish"
+    assert publish["Resource"] == {"Ref": topic_id}
+    assert publish["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    assert any(s["Effect"] == "Deny" and "aws:SecureTransport" in str(s.get("Condition")) for s in statements)
+
+
+def test_api_throttling_429s_raise_an_alarm_from_the_access_log(each_stage: Synthesized) -> None:
+    (metric_filter,) = each_stage.resources("AWS::Logs::MetricFilter").values()
+    props = metric_filter["Properties"]
+    assert props["LogGroupName"] == {"Ref": logical_id(each_stage, "AWS::Logs::LogGroup", "AccessLogs")}
+    # the gateway response type of a stage/account throttle refusal (429); 4XXError would also count forged 401s
+    assert props["FilterPattern"] == '{ $.errorType = "THROTTLED" }'
+    (transformation,) = props["MetricTransformations"]
+    assert transformation["MetricNamespace"] == names.METRICS_NAMESPACE
+    assert transformation["MetricName"] == names.API_THROTTLED
+    assert transformation["Dimensions"] == [{"Key": "stage", "Value": "$.stage"}]
+    alarm = alarm_on(
+        each_stage, names.METRICS_NAMESPACE, names.API_THROTTLED, {"Name": "stage", "Value": each_stage.config.stage}
+    )
+    assert alarm["Threshold"] == 1
+
+
+def test_access_log_lines_carry_the_fields_the_throttle_filter_reads(dev: Synthesized) -> None:
+    (api_stage,) = dev.resources("AWS::ApiGateway::Stage").values()
+    fields = json.loads(api_stage["Properties"]["AccessLogSetting"]["Format"])
+    assert fields["errorType"] == "$context.error.responseType"
+    assert fields["stage"] == "$context.stage"

@@ -78,6 +78,8 @@ def test_processor_holds_exactly_its_grants(dev: Synthesized) -> None:
         "dynamodb:UpdateItem": {(r["orders"], None), (r["effects"], None)},
         "dynamodb:DeleteItem": {(r["effects"], None)},
         "s3:GetObject": {claim_checks, archive},
+        # only with the prefix condition, so a missing claim check is a 404 (test below)
+        "s3:ListBucket": {(r["bucket"], None)},
         "s3:PutObject": {archive},
     }
 
@@ -98,3 +100,12 @@ def test_no_policy_in_the_stack_grants_wildcard_actions(each_stage: Synthesized)
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             assert not any("*" in action for action in as_list(statement["Action"])), key
             assert "*" not in as_list(statement["Resource"]), key
+
+
+def test_processor_may_list_only_the_claim_check_prefix_so_a_missing_one_is_a_404(dev: Synthesized) -> None:
+    # without ListBucket S3 answers GetObject on a missing key 403, which the processor retries into the DLQ blind
+    (listing,) = [s for s in role_statements(dev, spec.PROCESSOR_HANDLER) if s["Action"] == "s3:ListBucket"]
+    assert listing["Resource"] == {"Fn::GetAtt": [ids(dev)["bucket"], "Arn"]}
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": [spec.CLAIM_CHECKS_PREFIX + "*"]}}
+    receiver_actions = grants(role_statements(dev, spec.RECEIVER_HANDLER))
+    assert "s3:ListBucket" not in receiver_actions
