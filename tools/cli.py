@@ -194,6 +194,21 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_redrive.add_argument("--event-id", action="append", help="only this event id (repeatable)")
     dlq_redrive.add_argument("--limit", type=int, default=dead_letters.DEFAULT_LIMIT, help="at most this many")
 
+    smoke = commands.add_parser(
+        "smoke",
+        parents=[target],
+        help="after a deploy: prove the stack works end to end (signed, duplicate, forged, projection)",
+        description="Send a signed sample delivery with a fresh event id to the stack's URL (signed with the secret "
+        "the stack holds), check the duplicate answer and a forged delivery's 401, wait for the order projection "
+        "to show the order, then remove the test order. The delivery is marked klikit_webhooks_smoke inside its "
+        "signed body: the processor runs only the order projection for it, never your handlers or the fan-out. "
+        "Exit 0 only when every step passed.",
+        epilog=EPILOG,
+    )
+    smoke.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for the order projection (default %(default)s)"
+    )
+
     account = argparse.ArgumentParser(add_help=False)
     account.add_argument("--region", help="the region to deploy to (default: your AWS configuration's)")
     preflight = commands.add_parser(
@@ -604,6 +619,25 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from tools.smoke import Smoke
+
+    target = _target(args)
+    smoke = Smoke(target, projection_timeout=args.timeout)
+    _say(f"klikit smoke: {target.description}  POST {target.webhook_url}")
+    _say(f"  evt {smoke.event_id}  order {smoke.order_id}")
+    steps = failed = 0
+    for step in smoke.run():
+        steps += 1
+        failed += not step.ok
+        _say(f"  {'ok' if step.ok else 'FAILED':7} {step.name:11} {step.detail:64} {step.milliseconds:,.0f} ms")
+    if failed:
+        _say(f"smoke test failed: {failed} of {steps} steps")
+        return 1
+    _say(f"passed ({steps}/{steps}): signed deliveries are received once, forgeries refused, orders processed")
+    return 0
+
+
 def cmd_setup_api_logging(args: argparse.Namespace) -> int:
     from tools.api_logging import setup_api_logging
 
@@ -626,6 +660,7 @@ COMMANDS = {
     "replay": cmd_replay,
     "logs": cmd_logs,
     "preflight": cmd_preflight,
+    "smoke": cmd_smoke,
     "setup-api-logging": cmd_setup_api_logging,
 }
 
