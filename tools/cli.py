@@ -125,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument(
         "--max-receive-count", type=int, default=None, help="receives before the DLQ (default: cdk.json's)"
     )
+    local.add_argument(
+        "--receivers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="receiver instances at most (processes, started on demand; default 4 per core): above it, a request "
+        "is throttled as Lambda and API Gateway do (500)",
+    )
     local.add_argument("-v", "--verbose", action="store_true", help="also print the functions' full JSON logs")
 
     send = commands.add_parser(
@@ -369,6 +377,7 @@ def cmd_local(args: argparse.Namespace) -> int:
         secrets=tuple(args.secret),
         visibility_timeout=args.visibility_timeout,
         max_receive_count=args.max_receive_count,
+        receivers=args.receivers,
         verbose=args.verbose,
     )
     try:

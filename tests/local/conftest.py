@@ -121,16 +121,19 @@ class LocalStack:
         return int(self.process.returncode)
 
 
-def start_stack(state_dir: Path, *extra: str) -> LocalStack:
+def start_stack(
+    state_dir: Path, *extra: str, module: str = "tools.cli", env: dict[str, str] | None = None
+) -> LocalStack:
+    """`python -m <module> local ...` (the CLI, or a module that runs it with other instances) on a free port."""
     port = free_port()
     state_dir.mkdir(parents=True, exist_ok=True)
     output_path = state_dir / f"console-{port}.txt"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("KLIKIT_")}
-    env.pop("AWS_ENDPOINT_URL", None)
-    env["PYTHONUNBUFFERED"] = "1"
-    command = [sys.executable, "-m", "tools.cli", "local", "--port", str(port), "--state-dir", str(state_dir), *extra]
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("KLIKIT_")}
+    environment.pop("AWS_ENDPOINT_URL", None)
+    environment.update({"PYTHONUNBUFFERED": "1", **(env or {})})
+    command = [sys.executable, "-m", module, "local", "--port", str(port), "--state-dir", str(state_dir), *extra]
     with output_path.open("wb") as output:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + START_TIMEOUT
     while (state := read_state(state_dir, port)) is None or "send one" not in output_path.read_text():
         if process.poll() is not None or time.monotonic() > deadline:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from itertools import count
 from pathlib import Path
 
@@ -175,6 +177,23 @@ def test_body_just_over_the_true_limit_gets_the_receivers_own_413(stack: LocalSt
 
     assert reply.status == 413
     assert reply.json()["limit_bytes"] == limits.MAX_BODY_BYTES
+
+
+def test_every_one_of_many_concurrent_connections_gets_an_answer(stack: LocalStack) -> None:
+    # More than http.server's listen backlog of 5, all at once: none may be reset or left without a reply.
+    connections = 200
+    barrier = threading.Barrier(connections)
+    base = stack.state.webhook_url.removesuffix("/webhooks/klikit")
+
+    def knock(_: int) -> tuple[int, object]:
+        barrier.wait()
+        reply = sender.post(f"{base}/webhooks/other", b"{}", {"Content-Type": "application/json"}, timeout=60)
+        return reply.status, reply.json()
+
+    with ThreadPoolExecutor(connections) as pool:
+        replies = list(pool.map(knock, range(connections)))
+
+    assert replies == [(404, {"message": "Not Found"})] * connections
 
 
 def test_exact_bytes_reach_the_receiver_so_any_signed_body_is_accepted(stack: LocalStack, tmp_path: Path) -> None:

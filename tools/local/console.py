@@ -48,6 +48,10 @@ class Console:
         clock = datetime.now().strftime("%H:%M:%S")
         self.say(f"{clock} {word:<{WIDTH}} {short_type(event_type):<15} {detail}  [evt {short_id(event_id)}]")
 
+    def note(self, word: str, detail: str) -> None:
+        """A line about the stack itself (an instance starting), not about a delivery."""
+        self.say(f"{datetime.now().strftime('%H:%M:%S')} {word:<{WIDTH}} {detail}")
+
 
 # --- receiver ------------------------------------------------------------------------------------------------
 
@@ -109,7 +113,7 @@ def processor_steps(
     failed: set[str],
     logs: list[dict[str, Any]],
     max_receive_count: int,
-    crashed: BaseException | None,
+    crashed: str | None,
 ) -> list[tuple[str, str | None, str | None, str]]:
     """(word, event id, event type, detail) per SQS record of one processor invocation."""
     steps = []
@@ -119,7 +123,7 @@ def processor_steps(
         mine = [log for log in logs if log.get("message_id") == message_id]
         attempt = int(message.get("attributes", {}).get("ApproximateReceiveCount", "1"))
         if message_id in failed or crashed is not None:
-            why = f"function error: {crashed!r}"[:200] if crashed is not None else _error_summary(mine)
+            why = f"function error: {crashed}"[:200] if crashed is not None else _error_summary(mine)
             if attempt >= max_receive_count:
                 detail = f"attempt {attempt}/{max_receive_count}: {why}; SQS moves it to the DLQ"
                 steps.append(("dead-letter", event_id, event_type, detail))

@@ -12,10 +12,12 @@ It behaves like the deployed REST API on the points the receiver depends on:
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -25,7 +27,7 @@ from infra import spec
 from klikit import headers as klikit_headers
 from klikit import limits
 from tools.local.console import Console, receiver_step
-from tools.local.runtime import LocalFunction
+from tools.local.instances import InstancePool
 from tools.local.state import WEBHOOK_PATH
 
 API_GATEWAY_MAX_BODY = limits.API_GATEWAY_MAX_BODY_BYTES
@@ -37,6 +39,10 @@ OVER_10_MB_TEXT = b"HTTP content length exceeded 10485760 bytes."
 STAGE = "local"
 ROUTE_METHOD = "POST"
 MISSING_TOKEN_ERROR = "MissingAuthenticationTokenException"
+INTERNAL_ERROR = "InternalServerErrorException"
+# What API Gateway's 502 stood for: the function's error, its instance dying, or its timeout (7 s: far below
+# API Gateway's 29 s integration timeout, so the receiver's requests never get the 504 that one gives).
+FAILURES = {"error": "function error", "crashed": "instance died", "timed-out": "timed out"}
 
 
 def _json(message: str) -> bytes:
@@ -188,15 +194,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(413, _json(EVENT_TOO_LONG_MESSAGE))
             return
         receiver = self.server.receiver
-        if receiver is None:
+        if receiver is None or self.server.stopping:
+            self.close_connection = True
             self._reply(503, _json("Service Unavailable"))
             return
         outcome = receiver.invoke(event)
         result = outcome.result
+        if outcome.status == "throttled":
+            limit = receiver.function.concurrency
+            detail = f"500 all {limit} receiver instances busy (Lambda throttles; API Gateway's 500), klikit retries"
+            console.step("throttled", event_id, event_type, detail)
+            self._reply(500, _json("Internal server error"), {"x-amzn-ErrorType": INTERNAL_ERROR})
+            return
         if outcome.error is not None or not isinstance(result, dict) or "statusCode" not in result:
-            detail = repr(outcome.error) if outcome.error is not None else "malformed proxy response"
-            console.step("unavailable", event_id, event_type, f"502 receiver failed: {detail[:200]}")
-            self._reply(502, _json("Internal server error"))
+            why = FAILURES.get(outcome.status, "malformed proxy response")
+            detail = f"502 receiver {why}: {outcome.error or 'no statusCode'}"[:200] + ", klikit retries"
+            console.step("unavailable", event_id, event_type, detail)
+            self._reply(502, _json("Internal server error"), {"x-amzn-ErrorType": INTERNAL_ERROR})
             return
         status = int(result["statusCode"])
         reply = _response_body(result)
@@ -207,17 +221,55 @@ class _Handler(BaseHTTPRequestHandler):
         console.step(word, event_id, event_type, detail)
         self._reply(status, reply, headers)
 
-    do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+    def _counted(self) -> None:
+        with self.server.request_counted():
+            self._handle()
+
+    do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _counted
 
 
 class LocalGateway(ThreadingHTTPServer):
+    """A thread per connection; requests go to the receiver's instances, so they run side by side."""
+
     daemon_threads = True
     allow_reuse_address = True
+    # The listen backlog: with http.server's 5, a burst of concurrent connections got resets before accept().
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], console: Console) -> None:
-        self.receiver: LocalFunction | None = None  # set once the handlers are loaded; the port is bound first
+        self.receiver: InstancePool | None = None  # set once the pools exist; the port is bound first
         self.console = console
+        self.stopping = False
+        self._in_flight = 0
+        self._idle = threading.Condition()
         super().__init__(address, _Handler)
+
+    @contextlib.contextmanager
+    def request_counted(self) -> Iterator[None]:
+        with self._idle:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def stop_accepting(self) -> int:
+        """Close the listening socket (new connections are refused); the number of requests still in flight."""
+        self.stopping = True
+        self.shutdown()
+        self.server_close()
+        with self._idle:
+            return self._in_flight
+
+    def wait_for_requests(self, timeout: float) -> int:
+        """Wait (at most `timeout`) for the requests in flight to be answered; the number still unanswered."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._in_flight and (remaining := deadline - time.monotonic()) > 0:
+                self._idle.wait(remaining)
+            return self._in_flight
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2}, name="gateway", daemon=True)
@@ -225,5 +277,4 @@ class LocalGateway(ThreadingHTTPServer):
         return thread
 
     def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+        self.stop_accepting()

@@ -1,8 +1,13 @@
 """`make local`: the whole pipeline offline, in the foreground, until Ctrl-C or SIGTERM.
 
 moto (a child process on loopback) stands in for AWS with the resources infra/spec.py declares and the receive
-count and TTLs cdk.json sets; the local gateway serves POST /webhooks/klikit with the real receiver; a worker
-feeds the real processor from the queue.
+count and TTLs cdk.json sets; the local gateway serves POST /webhooks/klikit and hands each request to one of the
+receiver's instances (processes, started on demand, up to --receivers); pollers feed the processor's instances
+from the queue, up to its maximum concurrency.
+
+Stopping (Ctrl-C, SIGTERM) goes in order: stop accepting requests and polling, let the invocations in flight
+finish (bounded by the functions' timeouts), stop the instances, then moto. No child outlives the stack, even one
+killed with -9: each child watches a pipe or socket from the stack and exits when it closes.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 
@@ -22,10 +28,12 @@ from klikit import observability
 from klikit import settings as env_names
 from tools.local import config as local_config
 from tools.local.console import Console
+from tools.local.instances import FunctionConfig, InstancePool
 from tools.local.resources import LOCAL_REGION, LocalResources, create_resources
-from tools.local.runtime import LocalFunction, LogCapture, install_capture, load_handler, now_iso
+from tools.local.runtime import FunctionLog, now_iso
 from tools.local.state import (
     DEFAULT_PORT,
+    FUNCTIONS,
     LOCAL_DEFAULT_SECRET,
     PROCESSOR,
     RECEIVER,
@@ -33,6 +41,7 @@ from tools.local.state import (
     StackState,
     default_state_dir,
     keep_previous_logs,
+    log_file,
     read_state,
     remove_state,
     stack_dir,
@@ -42,6 +51,10 @@ from tools.local.state import (
 RECEIVER_TIMEOUT_SECONDS = spec.RECEIVER_TIMEOUT_SECONDS  # the receiver function's timeout in AWS
 DEFAULT_VISIBILITY_TIMEOUT = 3  # seconds; short so that retries and the move to the DLQ happen while you watch
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
+# Receiver instances at most: enough for a burst of concurrent deliveries, few enough for the machine's memory
+# (~60 MB each) and cores. Lambda's own limit is the account's (1,000 by default).
+DEFAULT_RECEIVERS = max(4, 4 * (os.cpu_count() or 1))
+DEFAULT_PROCESSOR_CONCURRENCY = 5  # Lambda's SQS event source starts with five concurrent batches
 
 
 class StartError(Exception):
@@ -57,7 +70,9 @@ class LocalOptions:
     secrets: tuple[str, ...] = ()
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
     max_receive_count: int | None = None  # None: cdk.json's dlq_max_receive_count
+    receivers: int | None = None  # None: DEFAULT_RECEIVERS
     verbose: bool = False
+    instance_module: str | None = None  # what each instance runs; None: tools/local/instance.py
 
 
 def choose_secrets(options: LocalOptions) -> tuple[list[str], str]:
@@ -83,6 +98,12 @@ def _point_boto3_at(endpoint: str) -> None:
     )
 
 
+def processor_concurrency(stack_config: Any) -> int:
+    """The SQS event source's maximum concurrency from cdk.json (infra/config.py), else Lambda's starting five."""
+    configured = getattr(stack_config, "processor_max_concurrency", None)
+    return int(configured or stack_config.processor_reserved_concurrency or DEFAULT_PROCESSOR_CONCURRENCY)
+
+
 def _functions_env(resources: LocalResources, log_level: str, idempotency_ttl_days: int) -> dict[str, str]:
     """What the stack sets on the two functions (infra/intake.py, infra/processing.py, infra/function.py)."""
     return {
@@ -105,8 +126,16 @@ def send_command(port: int, state_dir: Path) -> str:
     return command
 
 
-def _banner(options: LocalOptions, state: StackState, secrets: list[str], secret_source: str, state_dir: Path) -> str:
+def _banner(
+    options: LocalOptions,
+    state: StackState,
+    secrets: list[str],
+    secret_source: str,
+    state_dir: Path,
+    pools: tuple[InstancePool, InstancePool],
+) -> str:
     steps = "; the functions' full JSON logs follow each" if options.verbose else " (--verbose adds the full JSON logs)"
+    receiver, processor = (pool.function for pool in pools)
     return "\n".join(
         [
             "",
@@ -114,6 +143,8 @@ def _banner(options: LocalOptions, state: StackState, secrets: list[str], secret
             f"  webhook URL   POST {state.webhook_url}",
             f"  secret        {secrets[0]}   ({secret_source})",
             f"  send one      {send_command(options.port, state_dir)}",
+            f"  instances     receiver: up to {receiver.concurrency} processes (--receivers), each started on its"
+            f" first request; processor: up to {processor.concurrency} (cdk.json), one batch each",
             f"  moto          {state.moto_endpoint}   (state and logs: {state.directory})",
             f"  retries       a failed record is retried after {options.visibility_timeout} s,"
             f" and moves to the DLQ after {state.max_receive_count} receives",
@@ -124,14 +155,17 @@ def _banner(options: LocalOptions, state: StackState, secrets: list[str], secret
 
 
 def run(options: LocalOptions) -> int:
-    """Start everything, block until SIGINT/SIGTERM, stop everything. StartError when it cannot start."""
+    """Start everything, block until SIGINT/SIGTERM, stop everything in order. StartError when it cannot start."""
     from tools.local.gateway import LocalGateway
     from tools.local.moto_process import MotoProcess
     from tools.local.worker import QueueWorker
 
     stack_config = local_config.stack_config()  # a bad cdk.json value stops here, before anything starts
-    # The gateway, the receiver and the queue worker share this process: with the default 5 ms GIL switch
-    # interval an ack waits behind the worker's CPU-bound moments (measured on the end-to-end benchmark).
+    receivers = options.receivers or DEFAULT_RECEIVERS
+    if receivers < 1:
+        raise StartError(f"--receivers must be at least 1 (got {receivers})")
+    # The gateway and the pollers share this process and hand work to the instances: with the default 5 ms GIL
+    # switch interval a reply waits behind a poller's CPU-bound moments (measured on the end-to-end benchmark).
     sys.setswitchinterval(0.001)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
@@ -183,32 +217,50 @@ def run(options: LocalOptions) -> int:
         moto.stop()
         gateway.server_close()
         raise
-    os.environ.update(_functions_env(resources, stack_config.log_level, stack_config.idempotency_ttl_days))
     keep_previous_logs(directory)  # a fresh moto holds nothing older; the last run's logs stay for comparison
-    capture = LogCapture(sys.stdout, directory, options.verbose, lock)
-    original_stdout = install_capture(capture)
-    state: StackState | None = None
-    worker_thread: threading.Thread | None = None
-    try:
-        gateway.receiver = LocalFunction(
+    env = {**os.environ, **_functions_env(resources, stack_config.log_level, stack_config.idempotency_ttl_days)}
+    logs = {
+        function: FunctionLog(function, log_file(directory, function), sys.stdout, options.verbose, lock)
+        for function in FUNCTIONS
+    }
+    receiver = InstancePool(
+        FunctionConfig(
             "klikit-local-receiver",
-            load_handler(spec.RECEIVER_HANDLER),
-            capture,
+            RECEIVER,
+            spec.RECEIVER_HANDLER,
             RECEIVER_TIMEOUT_SECONDS,
             stack_config.receiver_memory_mb,
-            RECEIVER,
-        )
-        processor = LocalFunction(
+            receivers,
+            env,
+        ),
+        logs[RECEIVER],
+        lambda detail: console.note("cold start", detail),
+        options.instance_module,
+    )
+    processor = InstancePool(
+        FunctionConfig(
             "klikit-local-processor",
-            load_handler(spec.PROCESSOR_HANDLER),
-            capture,
+            PROCESSOR,
+            spec.PROCESSOR_HANDLER,
             stack_config.processor_timeout_seconds,
             stack_config.processor_memory_mb,
-            PROCESSOR,
+            processor_concurrency(stack_config),
+            env,
+        ),
+        logs[PROCESSOR],
+        lambda detail: console.note("cold start", detail),
+        options.instance_module,
+    )
+    state: StackState | None = None
+    worker: QueueWorker | None = None
+    try:
+        gateway.receiver = receiver
+        sqs = session.client("sqs")
+        worker = QueueWorker(
+            sqs, resources.queue_url, processor, console, max_receive_count, stop, options.visibility_timeout
         )
-        worker = QueueWorker(session.client("sqs"), resources.queue_url, processor, console, max_receive_count, stop)
         gateway.start()
-        worker_thread = worker.start()
+        worker.start()
         state = StackState(
             port=options.port,
             pid=os.getpid(),
@@ -220,19 +272,24 @@ def run(options: LocalOptions) -> int:
             resources=resources,
         )
         state.write()
-        console.say(_banner(options, state, secrets, secret_source, state_dir))
+        console.say(_banner(options, state, secrets, secret_source, state_dir, (receiver, processor)))
         while not stop.wait(0.5):
             pass
-        console.say("\nstopping ...")
     finally:
         stop.set()
         if state is not None:
             remove_state(state)
-        gateway.stop()
-        if worker_thread is not None:
-            worker_thread.join(timeout=stack_config.processor_timeout_seconds + 5)
+        in_flight = gateway.stop_accepting()
+        console.say(
+            f"\nstopping: no new requests or polls; waiting for {in_flight} request(s) and the batches in flight ..."
+        )
+        gateway.wait_for_requests(RECEIVER_TIMEOUT_SECONDS + 1)
+        if worker is not None:
+            worker.join(stack_config.processor_timeout_seconds + 2)
+        receiver.close()
+        processor.close()
         moto.stop()
-        sys.stdout = original_stdout
-        capture.close()
-    console.say(f"stopped: nothing left running. The functions' logs stay in {directory}.")
+        for log in logs.values():
+            log.close()
+    console.say(f"stopped: nothing left running. The functions' logs stay in {directory} (and the run before's).")
     return 0

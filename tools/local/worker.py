@@ -1,25 +1,31 @@
-"""The local SQS event source: long-poll the queue, invoke the real processor with Lambda's SQS batch event.
+"""The local SQS event source: pollers long-poll the queue and invoke processor instances with Lambda's SQS event.
 
-Like Lambda's event source mapping with ReportBatchItemFailures: records the processor lists in
-`batchItemFailures` (or every record, when the function fails) are left on the queue, to become visible again
-after the visibility timeout; the others are deleted. SQS itself moves a record to the DLQ once its receive count
-passes the queue's maxReceiveCount.
+Like Lambda's event source mapping with ReportBatchItemFailures and a maximum concurrency: up to that many batches
+are in flight at once, each in one processor instance (its own process, tools/local/instances.py). Records the
+processor lists in `batchItemFailures` (or every record, when the function fails, crashes or times out) are left
+on the queue, to become visible again after the visibility timeout; the others are deleted. SQS itself counts the
+receives and moves a record to the DLQ once its receive count passes the queue's maxReceiveCount.
+
+A batch is received with a visibility timeout longer than the processor's timeout, as AWS requires of the queue,
+so no record reappears while an instance still works on it; its failed records are then made visible again after
+the local stack's short retry delay (`--visibility-timeout`, 3 s), so that retries happen while you watch.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tools.local.console import Console, processor_steps
+from tools.local.instances import InstancePool
 from tools.local.resources import LOCAL_REGION
-from tools.local.runtime import LocalFunction
 
 BATCH_SIZE = 10
-WAIT_SECONDS = 1  # short long-polls, so Ctrl-C stops the worker within a second
+WAIT_SECONDS = 1  # short long-polls, so Ctrl-C stops the pollers within a second
 
 
 def lambda_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
@@ -67,14 +73,17 @@ def failed_ids(result: Any, records: list[dict[str, Any]]) -> set[str]:
 
 
 class QueueWorker:
+    """The event source mapping: one poller thread per unit of the processor's maximum concurrency."""
+
     def __init__(
         self,
         sqs: Any,
         queue_url: str,
-        processor: LocalFunction,
+        processor: InstancePool,
         console: Console,
         max_receive_count: int,
         stop: threading.Event,
+        retry_after_seconds: int,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
@@ -85,11 +94,20 @@ class QueueWorker:
         self._console = console
         self._max_receive_count = max_receive_count
         self._stop = stop
+        self._retry_after = retry_after_seconds
+        self._in_flight_visibility = math.ceil(processor.function.timeout_seconds) + 5
+        self._threads: list[threading.Thread] = []
 
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.run, name="sqs-worker", daemon=True)
-        thread.start()
-        return thread
+    def start(self) -> list[threading.Thread]:
+        for number in range(1, self._processor.function.concurrency + 1):
+            thread = threading.Thread(target=self.run, name=f"sqs-poller-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self._threads
+
+    def join(self, timeout: float) -> None:
+        for thread in self._threads:
+            thread.join(timeout)
 
     def run(self) -> None:
         while not self._stop.is_set():
@@ -109,19 +127,30 @@ class QueueWorker:
             QueueUrl=self._queue_url,
             MaxNumberOfMessages=BATCH_SIZE,
             WaitTimeSeconds=WAIT_SECONDS,
+            VisibilityTimeout=self._in_flight_visibility,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         ).get("Messages", [])
         if not messages:
             return 0
         records = [lambda_record(message, self._queue_arn) for message in messages]
-        outcome = self._processor.invoke({"Records": records})
+        # Each poller holds at most one batch, so an instance is free, or starting, for every poller.
+        outcome = self._processor.invoke({"Records": records}, wait=self._processor.function.timeout_seconds)
         failed = {record["messageId"] for record in records} if outcome.error else failed_ids(outcome.result, records)
         done = [record for record in records if record["messageId"] not in failed]
         if done:
             self._sqs.delete_message_batch(
                 QueueUrl=self._queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": record["receiptHandle"]} for i, record in enumerate(done)],
+            )
+        retry = [record for record in records if record["messageId"] in failed]
+        if retry:
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=self._queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": record["receiptHandle"], "VisibilityTimeout": self._retry_after}
+                    for i, record in enumerate(retry)
+                ],
             )
         steps = processor_steps(records, failed, outcome.invocation.records, self._max_receive_count, outcome.error)
         for word, event_id, event_type, detail in steps:

@@ -1,0 +1,97 @@
+"""One Lambda instance of the local stack: its own interpreter, the real handler, invoked one event at a time.
+
+`python -m tools.local.instance --fd N --handler receiver.handler.lambda_handler --name ... --memory ... --timeout ...`
+is started by tools/local/instances.py with the function's environment and one end of a socket pair (fd N). The
+import of the handler is the instance's cold start (its Init Duration is reported); then it answers invocations
+until the stack closes its end, or dies with it: a stack killed with -9 closes the socket too, so no instance
+outlives it. What the handler writes to stdout (Powertools' JSON lines) goes back line by line as it is written,
+so the lines of an instance killed mid-invocation are kept up to that point, as CloudWatch keeps them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from tools.local.runtime import LambdaContext, load_handler, now_iso
+
+
+class _LinesToStack:
+    """sys.stdout of the instance: each complete line is sent to the stack as it is written."""
+
+    def __init__(self, connection: Connection, lock: threading.Lock) -> None:
+        self._connection = connection
+        self._lock = lock
+        self._buffer = ""
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            *lines, self._buffer = (self._buffer + text).split("\n")
+            for line in lines:
+                self._connection.send(("log", now_iso(), line))
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._buffer:
+                self._connection.send(("log", now_iso(), self._buffer))
+                self._buffer = ""
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tools.local.instance")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--handler", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--memory", type=int, required=True)
+    parser.add_argument("--timeout", type=float, required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None, before_invoke: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Serve invocations until the stack goes away. `before_invoke` sees each event first (fault injection)."""
+    args = _arguments(argv)
+    connection = Connection(args.fd)
+    lock = threading.Lock()
+    stdout = _LinesToStack(connection, lock)
+    sys.stdout = stdout  # before the handler's import: Powertools keeps the stream it sees at import
+    started = time.perf_counter()
+    handler = load_handler(args.handler)
+    stdout.flush()
+    connection.send(("ready", round((time.perf_counter() - started) * 1000, 1)))
+    while True:
+        try:
+            event, request_id = connection.recv()
+        except (EOFError, OSError):
+            os._exit(0)  # the stack closed its end, or died; like Lambda, no wait for the handler's own threads
+        if before_invoke is not None:
+            before_invoke(event)
+        context = LambdaContext(args.name, args.memory, args.timeout, aws_request_id=request_id)
+        try:
+            result = handler(event, context)
+        except Exception as exc:  # noqa: BLE001 - an unhandled error is Lambda's "function error": log it like the runtime
+            print(json.dumps({"level": "ERROR", "message": "unhandled error", "error": type(exc).__name__}))
+            stdout.flush()
+            with lock:
+                connection.send(("error", type(exc).__name__))
+            continue
+        stdout.flush()
+        with lock:
+            connection.send(("result", result))
+
+
+if __name__ == "__main__":
+    main()
