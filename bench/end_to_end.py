@@ -1,12 +1,16 @@
-"""End to end on the local stack: concurrent senders for 60 s, 10% duplicates, a few forged deliveries.
+"""End to end on the local stack at fixed rates: 10% duplicates, a few forged deliveries, 60 s per rate.
 
-The parent starts `python -m tools.cli local` (moto, the real receiver behind HTTP, the queue worker feeding the
-real processor) on a free port with a state directory of its own, then runs the load worker
+The parent starts `python -m tools.cli local` (moto; the gateway handing each request to one of the receiver's
+instances, each its own process; pollers feeding the processor's instances) on a free port with a state
+directory of its own, then, for each rate in turn on the same stack, runs the load worker
 (`python -m bench.end_to_end load PORT STATE_DIR SECONDS SENDERS RATE`): SENDERS threads, each pacing RATE
 deliveries per second. Every delivery is a new signed created.v2 about a new order (~5 KB), except ~10% that
-repeat an earlier acknowledged delivery byte for byte and ~2% signed with the wrong secret. After the load it
+repeat an earlier acknowledged delivery byte for byte and ~2% signed with the wrong secret. After each load it
 waits for the queue to drain and checks, from the processor's log, that every acknowledged event id was
-processed exactly once, and that the DLQ is empty.
+processed and its effect (the example handler's kitchen ticket) happened exactly once, and that the DLQ is empty.
+
+The rates: 25/s and 50/s (the target: p99 ack <= 250 ms at 50/s), then higher ones (30 s each) until one
+misses: the highest rate that kept p99 <= 250 ms with nothing lost, doubled or refused is reported.
 """
 
 from __future__ import annotations
@@ -14,10 +18,17 @@ from __future__ import annotations
 import collections
 import http.client
 import json
+import math
+import os
 import random
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,7 +38,14 @@ from bench import workload
 DUPLICATE_SHARE = 0.10
 FORGED_SHARE = 0.02
 WINDOW_SECONDS = 10
-DRAIN_TIMEOUT_SECONDS = 180
+DRAIN_TIMEOUT_SECONDS = 300
+P99_TARGET_MS = 250.0
+PROCESSED = "delivery processed"  # once per processing of a delivery: twice when SQS delivers a message twice
+EFFECT = "kitchen ticket"  # the example user handler's effect (functions/processor/integrations.py): once, ever
+RATES = (25.0, 50.0)  # deliveries/s, 60 s each
+HIGHER_RATES = (75.0, 100.0, 125.0, 150.0)  # 30 s each, until one misses
+PER_SENDER = 5.0  # deliveries/s per sender thread: each waits for its reply, so a slow reply delays only its own
+RECEIVERS = 32  # more than the senders ever are: a request is never throttled for want of an instance
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str, float]:
@@ -55,6 +73,8 @@ def headers_for(body: bytes, event_id: str, secret: str) -> dict[str, str]:
 def load(port: int, state_dir: Path, seconds: float, senders: int, rate: float) -> dict[str, Any]:
     state = json.loads((state_dir / f"stack-{port}" / "stack.json").read_text())
     url = state["webhook_url"]
+    log = Path(state["directory"]) / "processor.log"
+    offset = log.stat().st_size if log.exists() else 0  # this phase's lines only: the stack served earlier ones
     lock = threading.Lock()
     acknowledged: list[tuple[bytes, dict[str, str]]] = []  # new deliveries acked, for duplicates
     results: list[dict[str, Any]] = []
@@ -113,50 +133,56 @@ def load(port: int, state_dir: Path, seconds: float, senders: int, rate: float) 
     elapsed = time.monotonic() - started
 
     accepted_ids = {r["event_id"] for r in results if r["kind"] == "new" and r["ok"]}
-    processed, drain_seconds = _drain(Path(state["directory"]) / "processor.log", accepted_ids)
+    processed, drain_seconds = _drain(log, offset, accepted_ids)
+    effects = _counted(log, offset, EFFECT)
     dlq_depth = _dlq_depth(state)
     return {
         "seconds": elapsed,
         "requests": results,
         "unique_acknowledged": len(accepted_ids),
-        "processed_once": sum(1 for event_id in accepted_ids if processed.get(event_id) == 1),
+        "processed_once": sum(1 for event_id in accepted_ids if effects.get(event_id) == 1),
         "lost": sorted(event_id for event_id in accepted_ids if event_id not in processed),
-        "doubled": sorted(event_id for event_id, count in processed.items() if count > 1),
+        "doubled": sorted(event_id for event_id, count in effects.items() if count > 1),
+        "redelivered": sum(count - 1 for count in processed.values() if count > 1),
         "unexpected_processed": sorted(set(processed) - accepted_ids),
         "drain_seconds": drain_seconds,
         "dlq_depth": dlq_depth,
     }
 
 
-def _processed(log: Path) -> collections.Counter[str]:
+def _counted(log: Path, offset: int, message: str) -> collections.Counter[str]:
+    """Log lines with this message per event id, from `offset` on."""
     counts: collections.Counter[str] = collections.Counter()
     if not log.exists():
         return counts
-    for line in log.read_text(encoding="utf-8").splitlines():
-        if '"delivery processed"' not in line:
+    with log.open("rb") as handle:
+        handle.seek(offset)
+        text = handle.read().decode("utf-8", "replace")
+    for line in text.splitlines():
+        if f'"{message}"' not in line:
             continue
         try:
             record = json.loads(line.split("\t", 1)[-1])  # the local stack prefixes each line with a timestamp
         except ValueError:
             continue
-        if record.get("message") == "delivery processed" and record.get("event_id"):
+        if record.get("message") == message and record.get("event_id"):
             counts[record["event_id"]] += 1
     return counts
 
 
-def _drain(log: Path, expected: set[str]) -> tuple[collections.Counter[str], float]:
+def _drain(log: Path, offset: int, expected: set[str]) -> tuple[collections.Counter[str], float]:
     """Wait until every acknowledged event id was processed (or no progress for a while)."""
     started = time.monotonic()
     last_count, last_change = -1, started
     while True:
-        processed = _processed(log)
+        processed = _counted(log, offset, PROCESSED)
         done = sum(1 for event_id in expected if event_id in processed)
         now = time.monotonic()
         if done != last_count:
             last_count, last_change = done, now
         if done == len(expected) or now - last_change > 30 or now - started > DRAIN_TIMEOUT_SECONDS:
             time.sleep(2)  # a late second processing of an id would show up now
-            return _processed(log), now - started
+            return _counted(log, offset, PROCESSED), now - started
         time.sleep(1)
 
 
@@ -171,121 +197,189 @@ def _dlq_depth(state: dict[str, Any]) -> int:
     return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
 
+@dataclass(frozen=True)
+class Phase:
+    rate: float
+    seconds: float
+    senders: int
+    result: dict[str, Any]
+    load_average: str  # `uptime`'s three figures right after the phase: the machine is shared
+
+    @property
+    def signed_ms(self) -> list[float]:
+        return [r["ms"] for r in self.result["requests"] if r["kind"] != "forged" and r["status"]]
+
+    def p(self, pct: float) -> float:
+        from bench.stats import percentile
+
+        return percentile(self.signed_ms, pct)
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return [r for r in self.result["requests"] if not r["ok"]]
+
+    @property
+    def wrong(self) -> int:
+        """Lost, doubled or unexpected processings, plus anything left in the DLQ."""
+        result = self.result
+        return len(result["lost"]) + len(result["doubled"]) + len(result["unexpected_processed"]) + result["dlq_depth"]
+
+    @property
+    def met(self) -> bool:
+        return self.p(99) <= P99_TARGET_MS and not self.errors and self.wrong == 0
+
+
+def _load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def _start_stack(state_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    from bench.harness import REPO, WorkerFailed, worker_env
+
+    out = (state_dir / "stack.out").open("wb")
+    command = [sys.executable, "-m", "tools.cli", "local", "--port", str(port), "--state-dir", str(state_dir)]
+    stack = subprocess.Popen(
+        [*command, "--secret", workload.SECRET, "--receivers", str(RECEIVERS)],
+        cwd=REPO,
+        env=worker_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    out.close()
+    ready = state_dir / f"stack-{port}" / "stack.json"
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if stack.poll() is not None or time.monotonic() > deadline:
+            tail = (state_dir / "stack.out").read_text(errors="replace")[-2000:]
+            raise WorkerFailed(f"the local stack did not start:\n{tail}")
+        time.sleep(0.2)
+    return stack
+
+
+def _phase(port: int, state_dir: Path, rate: float, seconds: float) -> Phase:
+    from bench.harness import run_worker
+
+    senders = max(2, math.ceil(rate / PER_SENDER))
+    args = [str(port), str(state_dir), str(seconds), str(senders), str(rate / senders)]
+    result = run_worker("bench.end_to_end", ["load", *args], timeout=seconds + DRAIN_TIMEOUT_SECONDS + 60)
+    return Phase(rate, result["seconds"], senders, result, _load_average())
+
+
 def run(quick: bool) -> list[Any]:
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
     import tempfile
 
-    from bench.harness import REPO, WorkerFailed, run_worker, worker_env
-    from bench.report import Figure, Target
-    from bench.stats import Summary, percentile
-
-    seconds, senders, rate = (10, 4, 6.0) if quick else (60, 4, 6.0)
-    SECRET = workload.SECRET
+    seconds, higher_seconds = (10.0, 10.0) if quick else (60.0, 30.0)
+    phases: list[Phase] = []
     with tempfile.TemporaryDirectory(prefix="klikit-bench-e2e-") as tmp:
         state_dir = Path(tmp)
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        out = (state_dir / "stack.out").open("wb")
-        stack = subprocess.Popen(
-            [sys.executable, "-m", "tools.cli", "local", "--port", str(port), "--state-dir", tmp, "--secret", SECRET],
-            cwd=REPO,
-            env=worker_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        stack = _start_stack(state_dir, port)
         try:
-            ready = state_dir / f"stack-{port}" / "stack.json"
-            deadline = time.monotonic() + 60
-            while not ready.exists():
-                if stack.poll() is not None or time.monotonic() > deadline:
-                    tail = (state_dir / "stack.out").read_text(errors="replace")[-2000:]
-                    raise WorkerFailed(f"the local stack did not start:\n{tail}")
-                time.sleep(0.2)
-            args = [str(port), tmp, str(seconds), str(senders), str(rate)]
-            result = run_worker("bench.end_to_end", ["load", *args], timeout=seconds + DRAIN_TIMEOUT_SECONDS + 60)
+            for rate in RATES:
+                phases.append(_phase(port, state_dir, rate, seconds))
+            for rate in () if quick else HIGHER_RATES:
+                if not phases[-1].met:
+                    break
+                phases.append(_phase(port, state_dir, rate, higher_seconds))
         finally:
             stack.send_signal(signal.SIGINT)
             try:
-                stack.wait(timeout=30)
+                stack.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                os.kill(stack.pid, signal.SIGKILL)
+                stack.kill()
                 stack.wait()
-            out.close()
+    return _figures(phases)
 
-    requests = result["requests"]
-    signed = [r for r in requests if r["kind"] != "forged" and r["status"]]
-    latencies = [r["ms"] for r in signed]
-    windows: dict[int, list[float]] = collections.defaultdict(list)
-    for r in signed:
-        windows[int(r["at"] // WINDOW_SECONDS)].append(r["ms"])
-    window_p99 = [percentile(values, 99) for values in windows.values() if len(values) >= 10]
-    kinds = collections.Counter(r["kind"] for r in requests)
-    errors = [r for r in requests if not r["ok"]]
-    rate_all = len(requests) / result["seconds"]
-    new_acked = result["unique_acknowledged"]
-    lost, doubled = len(result["lost"]), len(result["doubled"])
-    spread_p99 = f"10 s windows: {min(window_p99):.1f} .. {max(window_p99):.1f} ms" if window_p99 else "single run"
-    return [
+
+def _figures(phases: list[Phase]) -> list[Any]:
+    from bench.report import Figure, Target
+    from bench.stats import Summary, percentile
+
+    figures = []
+    for phase in phases:
+        rate = f"{phase.rate:g}"
+        result = phase.result
+        requests = result["requests"]
+        kinds = collections.Counter(r["kind"] for r in requests)
+        windows: dict[int, list[float]] = collections.defaultdict(list)
+        for r in requests:
+            if r["kind"] != "forged" and r["status"]:
+                windows[int(r["at"] // WINDOW_SECONDS)].append(r["ms"])
+        window_p99 = [percentile(values, 99) for values in windows.values() if len(values) >= 10]
+        spread = (
+            f"{WINDOW_SECONDS} s windows: {min(window_p99):.0f} .. {max(window_p99):.0f} ms" if window_p99 else None
+        )
+        lost, doubled = len(result["lost"]), len(result["doubled"])
+        target_p99 = Target(P99_TARGET_MS) if phase.rate in RATES else None
+        figures += [
+            Figure(
+                f"e2e.{rate}.deliveries_per_second",
+                f"at {rate}/s: deliveries sent/s ({phase.senders} senders, {phase.seconds:.0f} s)",
+                "/s",
+                Summary.of([len(requests) / phase.seconds]),
+                target=Target(phase.rate * 0.95, at_most=False),
+                extra={"kinds": dict(kinds), "load_average": phase.load_average},
+                note=f"{kinds['new']} new, {kinds['duplicate']} duplicates, {kinds['forged']} forged; "
+                f"load average after: {phase.load_average}",
+            ),
+            Figure(
+                f"e2e.{rate}.ack_p50_ms", f"  at {rate}/s: ack latency p50 (signed)", "ms", Summary.of([phase.p(50)])
+            ),
+            Figure(
+                f"e2e.{rate}.ack_p99_ms",
+                f"  at {rate}/s: ack latency p99 (signed)",
+                "ms",
+                Summary.of([phase.p(99)]),
+                target=target_p99,
+                spread=spread,
+                extra={"window_p99_ms": window_p99, "max_ms": max(phase.signed_ms)},
+            ),
+            Figure(
+                f"e2e.{rate}.errors",
+                f"  at {rate}/s: unexpected replies",
+                "count",
+                Summary.of([len(phase.errors)]),
+                target=Target(0),
+                extra={"examples": phase.errors[:5]},
+            ),
+            Figure(
+                f"e2e.{rate}.lost_or_doubled",
+                f"  at {rate}/s: lost + doubled (processed once = acked)",
+                "count",
+                Summary.of([phase.wrong]),
+                target=Target(0),
+                extra={
+                    "unique_acknowledged": result["unique_acknowledged"],
+                    "processed_once": result["processed_once"],
+                    "lost": result["lost"][:20],
+                    "doubled": result["doubled"][:20],
+                    "unexpected_processed": result["unexpected_processed"][:20],
+                    "dlq_depth": result["dlq_depth"],
+                    "drain_seconds": result["drain_seconds"],
+                    "redelivered": result["redelivered"],
+                },
+                note=f"{result['processed_once']} of {result['unique_acknowledged']} acknowledged: effect once; "
+                f"{lost} lost, {doubled} doubled, {result['redelivered']} redelivered by SQS, "
+                f"DLQ {result['dlq_depth']}, queue drained {result['drain_seconds']:.0f} s after load",
+            ),
+        ]
+    kept = [phase.rate for phase in phases if phase.met]
+    tried = ", ".join(f"{phase.rate:g}/s ({'met' if phase.met else 'missed'})" for phase in phases)
+    figures.append(
         Figure(
-            "e2e.deliveries_per_second",
-            f"deliveries sent/s ({senders} senders, {result['seconds']:.0f} s)",
+            "e2e.highest_rate",
+            "highest rate with p99 <= 250 ms, nothing lost, doubled or refused",
             "/s",
-            Summary.of([rate_all]),
-            target=Target(20, at_most=False),
-            extra={"kinds": dict(kinds)},
-            note=f"{kinds['new']} new, {kinds['duplicate']} duplicates, {kinds['forged']} forged",
-        ),
-        Figure(
-            "e2e.accepted_per_second", "  new deliveries accepted/s", "/s", Summary.of([new_acked / result["seconds"]])
-        ),
-        Figure(
-            "e2e.ack_p50_ms",
-            "  ack latency p50 (signed)",
-            "ms",
-            Summary.of([percentile(latencies, 50)]),
-        ),
-        Figure(
-            "e2e.ack_p99_ms",
-            "  ack latency p99 (signed)",
-            "ms",
-            Summary.of([percentile(latencies, 99)]),
-            target=Target(250),
-            spread=spread_p99,
-            extra={"window_p99_ms": window_p99, "max_ms": max(latencies)},
-        ),
-        Figure(
-            "e2e.errors",
-            "  unexpected replies",
-            "count",
-            Summary.of([len(errors)]),
-            target=Target(0),
-            extra={"examples": errors[:5]},
-        ),
-        Figure(
-            "e2e.lost_or_doubled",
-            "  lost + doubled (processed once = acked)",
-            "count",
-            Summary.of([lost + doubled + len(result["unexpected_processed"])]),
-            target=Target(0),
-            extra={
-                "unique_acknowledged": new_acked,
-                "processed_once": result["processed_once"],
-                "lost": result["lost"][:20],
-                "doubled": result["doubled"][:20],
-                "unexpected_processed": result["unexpected_processed"][:20],
-                "dlq_depth": result["dlq_depth"],
-                "drain_seconds": result["drain_seconds"],
-            },
-            note=f"{result['processed_once']} of {new_acked} acknowledged processed exactly once, {lost} lost, "
-            f"{doubled} doubled, DLQ {result['dlq_depth']}, queue drained {result['drain_seconds']:.0f} s after load",
-        ),
-    ]
+            Summary.of([max(kept)]) if kept else None,
+            target=Target(50, at_most=False),
+            missing="no rate met it",
+            note=f"tried {tried}",
+        )
+    )
+    return figures
 
 
 if __name__ == "__main__":
