@@ -58,12 +58,15 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--name", required=True)
     parser.add_argument("--memory", type=int, required=True)
     parser.add_argument("--timeout", type=float, required=True)
+    parser.add_argument("--nice", type=int, default=0, help="lower this instance's CPU priority by this much")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None, before_invoke: Callable[[dict[str, Any]], None] | None = None) -> None:
     """Serve invocations until the stack goes away. `before_invoke` sees each event first (fault injection)."""
     args = _arguments(argv)
+    if args.nice:
+        os.nice(args.nice)
     connection = Connection(args.fd)
     lock = threading.Lock()
     stdout = _LinesToStack(connection, lock)

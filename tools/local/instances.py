@@ -39,6 +39,7 @@ class FunctionConfig:
     memory_mb: int
     concurrency: int
     env: Mapping[str, str]
+    nice: int = 0  # CPU priority of its instances (os.nice increment)
 
 
 class InstanceFailed(Exception):
@@ -60,6 +61,7 @@ class Instance:
             "--name": function.name,
             "--memory": function.memory_mb,
             "--timeout": function.timeout_seconds,
+            "--nice": function.nice,
         }
         self._process = subprocess.Popen(
             [sys.executable, "-m", module, *(str(part) for pair in arguments.items() for part in pair)],
