@@ -261,9 +261,9 @@ def test_above_the_receiver_concurrency_a_request_is_throttled_as_api_gateway_an
 
 def test_a_receiver_instance_past_its_timeout_is_replaced_and_its_request_gets_a_502(single: LocalStack) -> None:
     event_id = f"slow-10-{uuid.uuid4().hex[:12]}"  # longer than the receiver's 7 s timeout
-    before = instance_pids(single, "receiver")
 
     reply = post(single, body_for(next(_orders)), event_id)
+    before = instance_pids(single, "receiver")  # the one that timed out among them
     after = post(single, body_for(next(_orders)), f"after-timeout-{uuid.uuid4().hex[:12]}")
 
     assert reply == (502, {"message": "Internal server error"})

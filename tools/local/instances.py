@@ -62,7 +62,10 @@ class Instance:
             "--memory": function.memory_mb,
             "--timeout": function.timeout_seconds,
             "--nice": function.nice,
+            "--log": log.path,
         }
+        if log.verbose:
+            arguments["--echo"] = f"    [{function.kind}] "
         self._process = subprocess.Popen(
             [sys.executable, "-m", module, *(str(part) for pair in arguments.items() for part in pair)],
             cwd=REPO_ROOT,
@@ -79,7 +82,7 @@ class Instance:
     def _wait_ready(self) -> float:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
-            message = self._next(deadline - time.monotonic(), None)
+            message = self._next(deadline - time.monotonic())
             if message is None or message[0] == "eof":
                 break
             if message[0] == "ready":
@@ -87,21 +90,14 @@ class Instance:
         self.kill()
         raise InstanceFailed(f"{self.function.kind} instance {self.number} did not start (exit {self.exit_code()})")
 
-    def _next(self, timeout: float, invocation: Invocation | None) -> tuple[Any, ...] | None:
-        """The next message that is not a log line (log lines are written as they come): ("eof",) when the instance
-        is gone, None when `timeout` passed first."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                if remaining <= 0 or not self._connection.poll(remaining):
-                    return None
-                message = self._connection.recv()
-            except (EOFError, OSError):
-                return ("eof",)
-            if message[0] != "log":
-                return tuple(message)
-            self._log.write(message[1], message[2], invocation)
+    def _next(self, timeout: float) -> tuple[Any, ...] | None:
+        """The instance's next message: ("eof",) when it is gone, None when `timeout` passed first."""
+        try:
+            if timeout <= 0 or not self._connection.poll(timeout):
+                return None
+            return tuple(self._connection.recv())
+        except (EOFError, OSError):
+            return ("eof",)
 
     def invoke(self, event: dict[str, Any], invocation: Invocation) -> Outcome:
         self.invocations += 1
@@ -109,7 +105,7 @@ class Instance:
             self._connection.send((event, str(uuid.uuid4())))
         except OSError:
             return Outcome(None, "the instance had exited", invocation, "crashed")
-        message = self._next(self.function.timeout_seconds, invocation)
+        message = self._next(self.function.timeout_seconds)
         if message is None:
             self.kill()
             seconds = f"{self.function.timeout_seconds:g}"
@@ -119,6 +115,7 @@ class Instance:
             code = self.exit_code()
             self._log.write(now_iso(), f"Runtime exited with {_exit_text(code)} (instance {self.number})")
             return Outcome(None, f"Runtime exited with {_exit_text(code)}", invocation, "crashed")
+        invocation.records.extend(message[2])
         if message[0] == "error":
             return Outcome(None, str(message[1]), invocation, "error")
         return Outcome(message[1], None, invocation)

@@ -1,15 +1,14 @@
 """What the local stack's stand-in for the Lambda runtime shares between its two sides.
 
 An instance (tools/local/instance.py, one process each) loads a handler by its name in infra/spec.py and invokes
-it with a `LambdaContext` that has a real deadline. The stack's process (tools/local/instances.py) keeps each
-function's logs: `<stack dir>/<function>.log`, one `<ISO time>\t<line>` per line the function wrote (CloudWatch's
-timestamp and message), handed to the console's one-line summaries and echoed in full with `--verbose`.
+it with a `LambdaContext` that has a real deadline. Each function has one log file, `<stack dir>/<function>.log`,
+one `<ISO time>\t<line>` per line its instances wrote (CloudWatch's timestamp and message); the JSON lines of an
+invocation also come back to the stack with its result, for the console's one-line summaries.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import threading
 import time
 import uuid
@@ -76,28 +75,21 @@ class Outcome:
 
 
 class FunctionLog:
-    """A function's log file (and, with --verbose, the console): every line its instances write."""
+    """A function's log file: its instances append their lines themselves (tools/local/instance.py); the stack adds
+    the runtime's own (an instance's Init Duration, a crash, a timeout). With --verbose they are echoed too."""
 
     def __init__(self, function: str, path: Path, console: TextIO, verbose: bool, lock: threading.Lock) -> None:
         self.function = function
+        self.path = str(path)
+        self.verbose = verbose
         self._console = console
-        self._verbose = verbose
         self._lock = lock
-        self._file = path.open("a", encoding="utf-8", buffering=1)
+        self._file = path.open("a", encoding="utf-8", buffering=1)  # O_APPEND: shared with the instances
 
-    def write(self, timestamp: str, line: str, invocation: Invocation | None = None) -> None:
-        if not line.strip():
-            return
-        if invocation is not None and line.startswith("{"):
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record = None
-            if isinstance(record, dict):
-                invocation.records.append(record)
+    def write(self, timestamp: str, line: str) -> None:
         with self._lock:
             self._file.write(f"{timestamp}\t{line}\n")
-            if self._verbose:
+            if self.verbose:
                 self._console.write(f"    [{self.function}] {line}\n")
                 self._console.flush()
 
