@@ -19,11 +19,11 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import boto3
 
 from infra import spec
+from infra.config import StackConfig
 from klikit import observability
 from klikit import settings as env_names
 from tools.local import config as local_config
@@ -54,7 +54,6 @@ LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "loc
 # Receiver instances at most: enough for a burst of concurrent deliveries, few enough for the machine's memory
 # (~60 MB each) and cores. Lambda's own limit is the account's (1,000 by default).
 DEFAULT_RECEIVERS = max(4, 4 * (os.cpu_count() or 1))
-DEFAULT_PROCESSOR_CONCURRENCY = 5  # Lambda's SQS event source starts with five concurrent batches
 # In AWS the two functions never share a CPU; here they do, so the path klikit waits on gets it first and the queue
 # absorbs the processor's share (measured on the end-to-end benchmark: the processors' batches delayed the acks).
 PROCESSOR_NICE = 10
@@ -101,10 +100,9 @@ def _point_boto3_at(endpoint: str) -> None:
     )
 
 
-def processor_concurrency(stack_config: Any) -> int:
-    """The SQS event source's maximum concurrency from cdk.json (infra/config.py), else Lambda's starting five."""
-    configured = getattr(stack_config, "processor_max_concurrency", None)
-    return int(configured or stack_config.processor_reserved_concurrency or DEFAULT_PROCESSOR_CONCURRENCY)
+def processor_concurrency(stack_config: StackConfig) -> int:
+    """The SQS event source's maximum concurrency (cdk.json `processor_max_concurrency`, infra/config.py)."""
+    return stack_config.processor_max_concurrency
 
 
 def _functions_env(resources: LocalResources, log_level: str, idempotency_ttl_days: int) -> dict[str, str]:
@@ -147,7 +145,7 @@ def _banner(
             f"  secret        {secrets[0]}   ({secret_source})",
             f"  send one      {send_command(options.port, state_dir)}",
             f"  instances     receiver: up to {receiver.concurrency} processes (--receivers), each started on its"
-            f" first request; processor: up to {processor.concurrency} (cdk.json), one batch each",
+            f" first request; processor: up to {processor.concurrency} (processor_max_concurrency), one batch each",
             f"  moto          {state.moto_endpoint}   (state and logs: {state.directory})",
             f"  retries       a failed record is retried after {options.visibility_timeout} s,"
             f" and moves to the DLQ after {state.max_receive_count} receives",

@@ -1,7 +1,9 @@
 """The local SQS event source: pollers long-poll the queue and invoke processor instances with Lambda's SQS event.
 
 Like Lambda's event source mapping with ReportBatchItemFailures and a maximum concurrency: up to that many batches
-are in flight at once, each in one processor instance (its own process, tools/local/instances.py). Records the
+are in flight at once, each in one processor instance (its own process, tools/local/instances.py). The pollers
+scale with the backlog, as Lambda's do: one polls all the time; a poll that returns a full batch (more are waiting)
+adds one, up to the maximum concurrency; an added poller whose poll comes back empty stops. Records the
 processor lists in `batchItemFailures` (or every record, when the function fails, crashes or times out) are left
 on the queue, to become visible again after the visibility timeout; the others are deleted. SQS itself counts the
 receives and moves a record to the DLQ once its receive count passes the queue's maxReceiveCount.
@@ -73,7 +75,7 @@ def failed_ids(result: Any, records: list[dict[str, Any]]) -> set[str]:
 
 
 class QueueWorker:
-    """The event source mapping: one poller thread per unit of the processor's maximum concurrency."""
+    """The event source mapping: poller threads, at most one per unit of the processor's maximum concurrency."""
 
     def __init__(
         self,
@@ -97,22 +99,39 @@ class QueueWorker:
         self._retry_after = retry_after_seconds
         self._in_flight_visibility = math.ceil(processor.function.timeout_seconds) + 5
         self._threads: list[threading.Thread] = []
+        self._pollers = 0
+        self._lock = threading.Lock()
 
-    def start(self) -> list[threading.Thread]:
-        for number in range(1, self._processor.function.concurrency + 1):
-            thread = threading.Thread(target=self.run, name=f"sqs-poller-{number}", daemon=True)
-            thread.start()
+    def start(self) -> None:
+        self._add_poller()
+
+    def _add_poller(self) -> None:
+        with self._lock:
+            if self._pollers >= self._processor.function.concurrency or self._stop.is_set():
+                return
+            self._pollers += 1
+            first = not self._threads
+            thread = threading.Thread(target=self.run, args=(first,), name=f"sqs-poller-{len(self._threads) + 1}")
+            thread.daemon = True
             self._threads.append(thread)
-        return self._threads
+        thread.start()
 
     def join(self, timeout: float) -> None:
-        for thread in self._threads:
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
             thread.join(timeout)
 
-    def run(self) -> None:
+    def run(self, first: bool = True) -> None:
         while not self._stop.is_set():
             try:
-                self.poll_once()
+                received = self.poll_once()
+                if received == BATCH_SIZE:
+                    self._add_poller()  # a full batch: more are waiting
+                elif received == 0 and not first:
+                    with self._lock:
+                        self._pollers -= 1
+                    return
             except (BotoCoreError, ClientError) as exc:
                 if self._stop.is_set():
                     return
