@@ -93,11 +93,11 @@ def test_missing_bootstrap_says_the_command_that_bootstraps(account: boto3.Sessi
 
 
 def test_too_old_a_bootstrap_is_a_problem(account: boto3.Session) -> None:
-    account.client("ssm").put_parameter(Name=BOOTSTRAP_VERSION_PARAMETER, Value="5", Type="String", Overwrite=True)
+    account.client("ssm").put_parameter(Name=BOOTSTRAP_VERSION_PARAMETER, Value="7", Type="String", Overwrite=True)
 
     (problem,) = problems(checks(account)).values()
 
-    assert "needs 6 or later" in problem.detail
+    assert "needs 8 or later" in problem.detail
 
 
 def test_new_account_concurrency_quota_of_ten_is_a_problem_with_the_quota_request(account: boto3.Session) -> None:
