@@ -87,6 +87,10 @@ class StackConfig:
     fan_out: bool = False
     signature_rejection_alarm_threshold: int = 10
     queue_age_alarm_seconds: int = 600
+    # No accepted delivery for this many hours raises an alarm (0 = off). A restaurant's longest normal quiet
+    # stretch is the night (last order ~22:00, first ~10:00: 12 h); 16 h leaves room and still alarms the next day.
+    silence_alarm_hours: int = 16
+    tracing: bool = False  # X-Ray active tracing on the API stage and both functions
 
     def __post_init__(self) -> None:
         if not self.stack_name:
@@ -231,6 +235,11 @@ def _parse(key: str, value: Any) -> Any:
         return _int(key, value, 1, 1_000_000)
     if key == "queue_age_alarm_seconds":
         return _int(key, value, 60, spec.QUEUE_RETENTION_DAYS * 86_400)
+    if key == "silence_alarm_hours":
+        # CloudWatch evaluates an alarm over at most 7 days (hourly periods x evaluation periods <= 604,800 s).
+        return _int(key, value, 0, 168)
+    if key == "tracing":
+        return _bool(key, value)
     raise AssertionError(key)  # pragma: no cover - KEYS and _parse list the same keys
 
 

@@ -72,6 +72,8 @@ class PythonFunction(Construct):
             log_group=self.log_group,
             layers=[layer],
             reserved_concurrent_executions=reserved_concurrency,
+            # Lambda itself records the invocation's segment: no X-Ray SDK in the function's imports.
+            tracing=lambda_.Tracing.ACTIVE if config.tracing else None,
             environment={
                 "POWERTOOLS_SERVICE_NAME": service,
                 "POWERTOOLS_METRICS_NAMESPACE": observability.METRICS_NAMESPACE,

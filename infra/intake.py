@@ -143,6 +143,7 @@ class Intake(Construct):
                 access_log_destination=apigw.LogGroupLogDestination(self.access_log_group),
                 access_log_format=apigw.AccessLogFormat.custom(ACCESS_LOG_FORMAT),
                 data_trace_enabled=False,
+                tracing_enabled=config.tracing,
             ),
         )
         # A resource policy only takes effect with a new deployment: tie the deployment's identity to the allow-list.

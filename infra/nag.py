@@ -33,6 +33,11 @@ TTL_MARKERS = (
     "point-in-time restore would bring back expired markers, not business data. The orders table has PITR."
 )
 
+XRAY_HAS_NO_RESOURCES = (
+    "With tracing on, Lambda's active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which "
+    'support no resource-level permissions: AWS documents Resource "*" for them (AWSXRayDaemonWriteAccess).'
+)
+
 # Every acknowledgement in one place, rule -> reason: the README and tests read this list.
 REASONS: dict[str, str] = {
     "S1": (
@@ -85,6 +90,9 @@ def acknowledge_findings(stack: KlikitWebhooksStack) -> None:
         _ack(scope, "IAM5", f"Resource::<{bucket_arn}.Arn>/{prefix}*", PREFIX_SCOPED.format(prefix=prefix))
     for function in (intake.receiver.function, processing.processor.function):
         _ack(function, "L1")
+    if stack.config.tracing:
+        for role in (intake.receiver.role, processing.processor.role):
+            _ack(role, "IAM5", "Resource::*", XRAY_HAS_NO_RESOURCES)
     if isinstance(intake.secret, cdk.aws_secretsmanager.Secret):  # created here, not imported by name or ARN
         _ack(intake.secret, "SMG4")
     _ack(intake.api, "APIG2")

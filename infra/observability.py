@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
@@ -88,7 +90,7 @@ class Observability(Construct):
         )
 
         self.alarms: dict[str, cw.Alarm] = {}
-        at_least_one = {"threshold": 1, "evaluation_periods": 1}
+        at_least_one: dict[str, Any] = {"threshold": 1, "evaluation_periods": 1}
         self._alarm(
             "DeadLetterQueueNotEmpty",
             "Deliveries are parked in the DLQ: inspect and redrive them (docs/deploy.md).",
@@ -158,6 +160,19 @@ class Observability(Construct):
             processor.metric_throttles(period=PERIOD, statistic="Sum"),
             **at_least_one,
         )
+
+        if config.silence_alarm_hours:
+            hours = config.silence_alarm_hours
+            self._alarm(
+                "DeliveriesSilent",
+                f"No delivery accepted for {hours} h: klikit stopped sending, the URL was de-registered, or a "
+                "rotated secret turns every delivery into a 401 (./klikit doctor).",
+                service_metric(names.RECEIVER_SERVICE, names.ENQUEUED).with_(period=cdk.Duration.hours(1)),
+                threshold=1,
+                evaluation_periods=hours,
+                comparison=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+                missing=cw.TreatMissingData.BREACHING,  # no accepted delivery publishes no datapoint at all
+            )
 
         self.dashboard = cw.Dashboard(self, "Dashboard", default_interval=cdk.Duration.hours(3))
         self.dashboard.add_widgets(
@@ -232,7 +247,15 @@ class Observability(Construct):
         )
 
     def _alarm(
-        self, construct_id: str, description: str, metric: cw.IMetric, *, threshold: float, evaluation_periods: int
+        self,
+        construct_id: str,
+        description: str,
+        metric: cw.IMetric,
+        *,
+        threshold: float,
+        evaluation_periods: int,
+        comparison: cw.ComparisonOperator = cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        missing: cw.TreatMissingData = cw.TreatMissingData.NOT_BREACHING,
     ) -> None:
         alarm = cw.Alarm(
             self,
@@ -241,8 +264,8 @@ class Observability(Construct):
             metric=metric,
             threshold=threshold,
             evaluation_periods=evaluation_periods,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            comparison_operator=comparison,
+            treat_missing_data=missing,
         )
         alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
         alarm.add_ok_action(cw_actions.SnsAction(self.topic))

@@ -13,6 +13,7 @@ from infra.intake import Intake
 from infra.layer import dependencies_layer
 from infra.observability import Observability
 from infra.processing import Processing
+from infra.saved_queries import SavedQueries
 from infra.storage import PayloadBucket
 
 
@@ -43,6 +44,12 @@ class KlikitWebhooksStack(cdk.Stack):
             queue=self.processing.queue,
             dead_letter_queue=self.processing.dead_letter_queue,
             access_log_group=self.intake.access_log_group,
+        )
+        self.saved_queries = SavedQueries(
+            self,
+            "SavedQueries",
+            folder=config.stack_name,
+            log_groups=[self.intake.receiver.log_group, self.processing.processor.log_group],
         )
         cdk.Tags.of(self).add("service", "klikit-webhooks")
         cdk.Tags.of(self).add("stage", config.stage)

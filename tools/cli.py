@@ -7,12 +7,13 @@ Every command works against the local stack (`make local`) by default, and again
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.config import ConfigError
 from tools import dlq as dead_letters
-from tools import sender
+from tools import events, sender
+from tools.events import OUTCOMES as OUTCOME_CHOICES
 from tools.local.state import (
     DEFAULT_PORT,
     FUNCTIONS,
@@ -243,6 +245,52 @@ def build_parser() -> argparse.ArgumentParser:
         "AmazonAPIGatewayPushToCloudWatchLogs) if needed and make it API Gateway's CloudWatch role in the region. "
         "Leaves an existing setting alone.",
     )
+    events_parser = commands.add_parser(
+        "events",
+        parents=[target],
+        help="find deliveries and their whole path (received, rejected and why, processed, ...)",
+        description="Every delivery in a time window with its path through the pipeline: received / duplicate / "
+        "replayed / rejected and why / processed / stale / quarantined / failed. Read from the local stack's logs, "
+        "or with --stack from CloudWatch Logs Insights over both functions' log groups (the stack also saves these "
+        "searches as Logs Insights queries for the console).",
+        epilog="Examples: ./klikit events --order 7821    ./klikit events --outcome rejected --since 2h    "
+        "./klikit events --event-id EVT --json. " + EPILOG,
+    )
+    events_parser.add_argument("--event-id", help="one delivery, by its x-klikit-event-id (shows every step)")
+    events_parser.add_argument("--order", metavar="ORDER_ID", help="deliveries that carried this klikit order id")
+    events_parser.add_argument("--type", help="created | status | cart, or a full event type")
+    events_parser.add_argument("--branch", metavar="BRANCH_ID", help="deliveries for this klikit branch id")
+    events_parser.add_argument("--outcome", choices=OUTCOME_CHOICES, help="deliveries with a step of this outcome")
+    events_parser.add_argument("--since", default="24h", help="from (30m, 2h, 1d or ISO-8601; default %(default)s)")
+    events_parser.add_argument("--until", default=None, help="to (same forms; default now)")
+    events_parser.add_argument("--limit", type=int, default=50, help="show the newest N deliveries (default 50)")
+    events_parser.add_argument("--steps", action="store_true", help="print every step under each delivery")
+    events_parser.add_argument("--json", action="store_true", help="a JSON array, each delivery with its steps")
+
+    doctor = commands.add_parser(
+        "doctor",
+        parents=[target],
+        help="check a stack: secret, rejections, DLQ, queue, alarms, last delivery",
+        description="Check a stack the way an operator would by hand: the webhook secret is set (not the generated "
+        "placeholder) and has no stray whitespace, recent rejections grouped by reason, the DLQ, the queue's oldest "
+        "message, alarms in ALARM, the last accepted delivery. Exit 1 when something needs fixing. "
+        "`doctor signature` explains why one signature fails.",
+        epilog=EPILOG,
+    )
+    doctor_commands = doctor.add_subparsers(dest="doctor_command", required=False, metavar="[signature]")
+    signature = doctor_commands.add_parser(
+        "signature",
+        parents=[target],
+        help="does this signature match this body, and if not, which common mistake explains it",
+        description="Check x-klikit-signature against the raw bytes of a file, with the secret (--secret, else "
+        f"${SECRET_ENV}, else the stack's active secrets). When it does not match, try the usual mistakes: the "
+        "body re-serialized (key order, whitespace, unicode escaping), a trailing newline added or stripped, CRLF "
+        "line endings, a secret with or without a trailing newline, uppercase hex, a sha256= prefix.",
+        epilog="Example: ./klikit doctor signature --body captured.json --signature 3f5a... " + EPILOG,
+    )
+    signature.add_argument("--body", type=Path, required=True, metavar="FILE", help="the raw body, as received")
+    signature.add_argument("--signature", required=True, metavar="HEX", help="the x-klikit-signature value")
+    signature.add_argument("--secret", help="the webhook secret (default: $KLIKIT_WEBHOOK_SECRET, else the stack's)")
 
     logs = commands.add_parser(
         "logs",
@@ -434,7 +482,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.as_new:
         event_id = f"{event_id}-replay-{sender.new_event_id()[4:12]}"
     url, secret = _url_and_secret(args)
-    return _post_all(url, sender.Delivery(body, event_id, event_type), _sign_options(args, secret), 1, args.timeout)
+    options = dataclasses.replace(_sign_options(args, secret), replay=True)
+    return _post_all(url, sender.Delivery(body, event_id, event_type), options, 1, args.timeout)
 
 
 def _archived(args: argparse.Namespace) -> tuple[bytes, str]:
@@ -655,6 +704,128 @@ def cmd_setup_api_logging(args: argparse.Namespace) -> int:
     return 0
 
 
+def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
+    """--since/--until as UTC times; a malformed time or an empty window is the user's to fix."""
+    from tools.local.logs import parse_since
+
+    now = datetime.now(UTC)
+    bounds = []
+    for flag, text in (("--since", args.since), ("--until", args.until)):
+        try:
+            bounds.append(parse_since(text, now) if text else now)
+        except ValueError as exc:
+            raise CliError(f"{flag}: {exc}") from None
+    since, until = bounds
+    if since >= until:
+        raise CliError(f"empty window: --since {args.since} is not before --until {args.until or 'now'}")
+    return since, until
+
+
+def _log_source(args: argparse.Namespace) -> events.LogSource:
+    """The stack's step lines: CloudWatch Logs Insights with --stack, else the local stack's log files."""
+    if args.stack:
+        target = _target(args)
+        if not target.log_groups:
+            raise CliError(f"stack {args.stack} has no log group outputs: is it up to date? (`make deploy`)")
+        return events.InsightsLogs(target.client("logs"), target.log_groups, f"CloudWatch Logs of {target.description}")
+    return events.LocalLogs(_local_log_dir(args), f"the logs of the local stack on port {args.port}")
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from infra.insights import searchable
+
+    if args.limit < 1:
+        raise CliError("--limit must be at least 1")
+    since, until = _window(args)
+    try:
+        search = events.Search(
+            since=since,
+            until=until,
+            event_id=searchable(args.event_id, "event id") if args.event_id is not None else None,
+            order=searchable(args.order, "order id") if args.order is not None else None,
+            event_type=events.event_type_named(searchable(args.type, "event type")) if args.type else None,
+            branch=searchable(args.branch, "branch id") if args.branch is not None else None,
+            outcome=args.outcome,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    source = _log_source(args)
+    found = events.find(source, search)
+    window = f"between {events.iso(since)} and {events.iso(until)}"
+    if not found:
+        if search.event_id:
+            raise CliError(
+                f"no delivery with event id {search.event_id!r} in {source.description} {window}: check the id "
+                f"(./klikit logs --filter ID) or widen --since (logs are kept for log_retention_days)"
+            )
+        raise CliError(f"no deliveries match ({search.describe()}) in {source.description} {window}: widen --since")
+    shown = found[-args.limit :]
+    if args.json:
+        _say(events.as_json(shown))
+        return 0
+    for line in events.table(shown, with_steps=args.steps or bool(search.event_id)):
+        _say(line)
+    more = f"the newest {len(shown)} of {len(found)}; --limit shows more" if len(shown) < len(found) else ""
+    count = f"{len(found)} deliveries" if len(found) != 1 else "1 delivery"
+    _say(f"({count} {window}{'; ' + more if more else ''})")
+    if getattr(source, "truncated", False):
+        _say("(a query hit CloudWatch's 10,000-row limit: narrow --since/--until to see every delivery)")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from tools import doctor
+    from tools.local.config import stack_config
+
+    target = _target(args)
+    source = _log_source(args)
+    config = stack_config()
+    now = datetime.now(UTC)
+    _say(f"klikit doctor: {target.description}")
+    checks = doctor.run_checks(
+        [
+            doctor.named("secret", lambda: doctor.check_secret(target, args.stack)),
+            doctor.named("rejections", lambda: doctor.check_rejections(source, now)),
+            doctor.named("dead letters", lambda: doctor.check_dlq(target, args.stack)),
+            doctor.named("queue", lambda: doctor.check_queue(target, now, config.queue_age_alarm_seconds)),
+            doctor.named("alarms", lambda: doctor.check_alarms(target, args.stack)),
+            doctor.named("last accepted", lambda: doctor.check_last_accepted(source, now, config.silence_alarm_hours)),
+        ]
+    )
+    for check in checks:
+        _say(check.render())
+    failed = [check.name for check in checks if check.status == doctor.FAIL]
+    if failed:
+        _say(f"{len(failed)} to fix: {', '.join(failed)}")
+        return 1
+    _say("nothing to fix")
+    return 0
+
+
+def cmd_doctor_signature(args: argparse.Namespace) -> int:
+    from tools import doctor
+
+    if not args.body.is_file():
+        raise CliError(f"no such file: {args.body} (--body is the raw body as received, e.g. a saved capture)")
+    explicit = args.secret or os.environ.get(SECRET_ENV)
+    if explicit:
+        secrets, whose = [explicit], "the given secret"
+    else:
+        from receiver.secrets import parse_secret_value
+
+        target = _target(args)
+        value = target.client("secretsmanager").get_secret_value(SecretId=target.secret_id)["SecretString"]
+        secrets, whose = parse_secret_value(value), f"the active secret(s) of {target.description}"
+        if not secrets:
+            raise CliError(f"{target.description} holds no webhook secret: pass --secret")
+    diagnosis = doctor.diagnose(args.body.read_bytes(), args.signature, secrets)
+    _say(f"checked {args.body} ({args.body.stat().st_size:,} bytes) against {whose}")
+    _say(("MATCH: " if diagnosis.matches else "NO MATCH: ") + diagnosis.verdict)
+    if diagnosis.fix:
+        _say(f"fix: {diagnosis.fix}")
+    return 0 if diagnosis.matches else 1
+
+
 def _aws_advice(args: argparse.Namespace) -> str:
     if args.command in ("preflight", "setup-api-logging"):
         return "check your AWS credentials (AWS_PROFILE) and --region"
@@ -671,6 +842,7 @@ COMMANDS = {
     "preflight": cmd_preflight,
     "smoke": cmd_smoke,
     "setup-api-logging": cmd_setup_api_logging,
+    "events": cmd_events,
 }
 
 
@@ -678,6 +850,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "orders":
         command = cmd_orders_get
+    elif args.command == "doctor":
+        command = cmd_doctor_signature if args.doctor_command == "signature" else cmd_doctor
     elif args.command == "dlq":
         command = cmd_dlq_list if args.dlq_command == "list" else cmd_dlq_redrive
     else:

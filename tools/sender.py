@@ -93,6 +93,7 @@ class SignOptions:
     tamper: bool = False  # flip one hex digit of a correct signature
     wrong_secret: bool = False  # sign with a secret the stack does not hold
     omit: tuple[str, ...] = ()  # header names to leave out
+    replay: bool = False  # mark it as sent again by `klikit replay` (x-klikit-replay: the receiver logs "replayed")
 
 
 def signed_headers(delivery: Delivery, options: SignOptions) -> dict[str, str]:
@@ -107,6 +108,8 @@ def signed_headers(delivery: Delivery, options: SignOptions) -> dict[str, str]:
         names.EVENT_ID: delivery.event_id,
         names.EVENT_TYPE: delivery.event_type,
     }
+    if options.replay:
+        headers[names.REPLAY] = USER_AGENT
     omitted = {name.lower() for name in options.omit}
     return {name: value for name, value in headers.items() if name.lower() not in omitted}
 

@@ -11,6 +11,9 @@ SIGNATURE = "x-klikit-signature"
 EVENT_ID = "x-klikit-event-id"
 EVENT_TYPE = "x-klikit-event-type"
 REQUIRED = (SIGNATURE, EVENT_ID, EVENT_TYPE)
+# Set by `klikit replay` on what it sends again, so the receiver's log line (and `klikit events`) says "replayed".
+# Unsigned like the others: it only labels a log line, it changes nothing the receiver decides.
+REPLAY = "x-klikit-replay"
 
 # Far above anything klikit sends; keeps S3 keys, SQS attributes and log lines bounded.
 MAX_EVENT_ID_LENGTH = 256

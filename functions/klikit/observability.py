@@ -30,3 +30,14 @@ PROCESSING_FAILED = "EventsFailed"
 QUARANTINED = "EventsQuarantined"
 STALE_IGNORED = "StaleEventsIgnored"
 UNKNOWN_EVENT_TYPE = "UnknownEventTypes"
+
+# The log lines that mark a step of a delivery's path (`klikit events`, `klikit doctor` and the stack's saved
+# Logs Insights queries search for these exact messages).
+LOG_ACCEPTED = "delivery accepted"  # receiver: outcome received | duplicate
+LOG_NOT_ACCEPTED = "delivery not accepted"  # receiver: outcome rejected | in_flight | unavailable, with reason
+LOG_RECEIVER_FAILED = "receiver failed unexpectedly"
+LOG_PROCESSED = "delivery processed"
+LOG_STALE = "stale event ignored by the order projection"
+LOG_QUARANTINED = "poison delivery quarantined in the DLQ"
+LOG_HANDLER_FAILED = "handler failed"
+LOG_UNKNOWN_TYPE = "unknown event type archived"

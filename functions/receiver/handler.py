@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from klikit import observability as names
 from klikit.errors import KlikitError
-from klikit.headers import EVENT_ID, EVENT_TYPE
+from klikit.headers import EVENT_ID, EVENT_TYPE, REPLAY
 from receiver import responses
 from receiver.intake import Intake
 from receiver.request import from_api_gateway
@@ -43,6 +43,11 @@ def _first(headers: dict[str, list[str]], name: str) -> str | None:
     return values[0][:256] if values else None
 
 
+def _replay_mark(headers: dict[str, list[str]]) -> dict[str, Any]:
+    """`replayed: true` on the log line of a delivery `klikit replay` sent again (nothing else changes)."""
+    return {"replayed": True} if REPLAY in headers else {}
+
+
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -57,14 +62,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         reply = responses.for_error(exc)
         log = logger.warning if reply.status < 500 else logger.error
         log(
-            "delivery not accepted",
+            names.LOG_NOT_ACCEPTED,
             outcome=reply.outcome,
             status=reply.status,
             reason=str(exc),
             event_type=_first(headers, EVENT_TYPE),
+            **_replay_mark(headers),
         )
     except Exception:  # any bug still gets a JSON reply, and klikit will retry
-        logger.exception("receiver failed unexpectedly")
+        logger.exception(names.LOG_RECEIVER_FAILED)
         reply = responses.for_error(RuntimeError())
     else:
         reply = responses.for_receipt(receipt)
@@ -77,12 +83,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             metrics.add_metric(name=names.DUPLICATE_BODY_DIFFERS, unit=MetricUnit.Count, value=1)
             logger.warning("repeat of an event id with a different body: answered as a duplicate")
         logger.info(
-            "delivery accepted",
+            names.LOG_ACCEPTED,
             outcome=reply.outcome,
             event_type=receipt.event_type,
             body_bytes=receipt.body_bytes,
             message_id=admission.message_id,
             offloaded_to_s3=admission.offloaded_to_s3,
+            **_replay_mark(headers),
         )
     metrics.add_metric(name=reply.metric, unit=MetricUnit.Count, value=1)
     return reply.to_api_gateway()

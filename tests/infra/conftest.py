@@ -37,6 +37,8 @@ PROD_OVERRIDES: dict[str, Any] = {
     "dlq_max_receive_count": 3,
     "log_retention_days": 90,
     "archive_expiry_days": 365,
+    "tracing": True,
+    "silence_alarm_hours": 6,
 }
 
 
