@@ -160,16 +160,27 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser(
         "replay",
         parents=[target, signing],
-        help="send an archived delivery again, by event id (or from a file)",
-        description="Read the raw bytes the processor archived for an event id, sign them again and POST them. "
-        "With the same event id the receiver answers duplicate-ignored inside its idempotency window (as for "
-        "klikit's own replays); --as-new sends them under a new event id so they are processed again.",
-        epilog=EPILOG,
+        help="send archived deliveries again: one event id, a time window (--since/--until), or a file",
+        description="Read the raw bytes the processor archived, sign them again and POST them through the front "
+        "door: one delivery by event id, or every delivery received in a window (--since/--until, optionally "
+        "--type/--branch), at --rate per second with progress; Ctrl-C and the same command again resumes, and "
+        "the run ends with a summary (sent / duplicate / failed). With the same event id the receiver answers "
+        "duplicate-ignored inside its idempotency window (as for klikit's own replays); --as-new sends them "
+        "under new event ids (for a window: the same new id on every run) so they are processed again.",
+        epilog="Examples: ./klikit replay EVT    ./klikit replay --since 2026-06-25T11:00Z --until "
+        "2026-06-25T13:30Z --dry-run. " + EPILOG,
     )
     replay.add_argument("event_id", nargs="?", help="the archived delivery's event id")
     replay.add_argument("--file", type=Path, help="send this file's bytes instead of an archived delivery")
     replay.add_argument("--type", help="event type with --file (unless the file's name says created/status/cart)")
     replay.add_argument("--as-new", action="store_true", help="send under a new event id")
+    window = replay.add_argument_group("a time window (instead of an event id)")
+    window.add_argument("--since", help="deliveries received from this time (30m, 2h, 1d or ISO-8601)")
+    window.add_argument("--until", help="up to this time (same forms; default now)")
+    window.add_argument("--branch", metavar="BRANCH_ID", help="only deliveries for this klikit branch id")
+    window.add_argument("--rate", type=float, default=5.0, help="deliveries per second (default %(default)g)")
+    window.add_argument("--dry-run", action="store_true", help="list what would be sent; send nothing")
+    window.add_argument("--restart", action="store_true", help="forget an interrupted run's progress, send all")
 
     orders = commands.add_parser("orders", help="the order projection", description="The order projection.")
     orders_commands = orders.add_subparsers(dest="orders_command", required=True, metavar="COMMAND")
@@ -466,7 +477,102 @@ def cmd_send(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_replay_window(args: argparse.Namespace) -> int:
+    """Every archived delivery received in the window, through the front door again (tools/replay.py)."""
+    from tools import replay
+
+    if args.event_id or args.file:
+        raise CliError("give an event id, --file, or a window (--since/--until), not both")
+    if args.rate <= 0:
+        raise CliError("--rate must be above 0 (deliveries per second, e.g. --rate 5)")
+    since, until = _window(args)
+    target = _target(args)
+    s3 = target.client("s3")
+    event_type = events.event_type_named(args.type) if args.type else None
+    listing = replay.list_window(s3, target.bucket, since, until, event_type)
+    window = f"received between {events.iso(since)} and {events.iso(until)}"
+    filters = "".join(f" {name} {value}" for name, value in (("type", event_type), ("branch", args.branch)) if value)
+    if not listing.deliveries:
+        raise CliError(
+            f"no archived deliveries{filters} {window} in {target.description}: check the window "
+            f"(./klikit events --since {args.since}) and archive_expiry_days"
+        )
+    total = len(listing.deliveries)
+    run = replay.Progress(
+        replay.progress_file(
+            (args.state_dir or default_state_dir()) / "replays",
+            target.description,
+            events.iso(since),
+            events.iso(until),
+            event_type or "",
+            args.branch or "",
+            "as-new" if args.as_new else "same-id",
+        )
+    )
+    if args.restart:
+        run.finish()
+        run = replay.Progress(run.path)
+    verb = "would replay" if args.dry_run else "replaying"
+    _say(f"{verb} {total} archived deliveries{filters} {window} from {target.description}")
+    if listing.skipped_replays:
+        _say(f"  (left out {listing.skipped_replays} that were themselves replays)")
+    if run.done and not args.dry_run:
+        _say(f"  resuming an interrupted run: {len(run.done)} already done (--restart sends everything again)")
+    url, secret = ("", "") if args.dry_run else _url_and_secret(args)
+    options = dataclasses.replace(_sign_options(args, secret), replay=True)
+    pacer = replay.Pacer(args.rate)
+    summary = replay.Summary()
+    index = 0
+    try:
+        for index, item in enumerate(listing.deliveries, start=1):
+            kind = events.short_type(item.event_type)
+            line = f"  [{index}/{total}] {events.iso(item.received_at)}  evt {item.event_id}  {kind}"
+            if item.key in run.done and not args.dry_run:
+                summary.count(run.done[item.key])
+                continue
+            body = s3.get_object(Bucket=target.bucket, Key=item.key)["Body"].read()
+            if args.branch and replay.branch_of(body) != args.branch:
+                summary.skipped += 1
+                continue
+            if args.dry_run:
+                _say(f"{line}  {len(body):,} bytes")
+                summary.count("sent")
+                continue
+            event_id = replay.replay_id(item.event_id) if args.as_new else item.event_id
+            pacer.wait()
+            try:
+                reply = sender.send(url, sender.Delivery(body, event_id, item.event_type), options, args.timeout)
+            except sender.SendError as exc:
+                result, said = "failed", str(exc)
+            else:
+                result, said = replay.outcome_of(reply.status, reply.json()), f"{reply.status} {reply.text()[:100]}"
+            summary.count(result)
+            if result != "failed":  # a failed one is sent again when the run resumes
+                run.record(item.key, result)
+            _say(f"{line}  -> {said}")
+    except KeyboardInterrupt:
+        _say(f"interrupted at {index} of {total}: run the same command again to resume")
+        return 130
+    if args.dry_run:
+        _say(f"dry run: {summary.sent} would be sent, {summary.skipped} of other branches; nothing was sent")
+        return 0
+    if summary.failed == 0:
+        run.finish()
+    _say(
+        f"replayed {total}: {summary.sent} sent, {summary.duplicate} duplicate, {summary.failed} failed"
+        + (f", {summary.skipped} of other branches skipped" if summary.skipped else "")
+    )
+    if summary.failed:
+        _say("run the same command again to resend the failed ones (the others are not sent twice)")
+        return 1
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
+    if args.since is not None or args.until is not None:
+        return cmd_replay_window(args)
+    if args.branch or args.dry_run or args.restart:
+        raise CliError("--branch, --dry-run and --restart go with a window: add --since (e.g. --since 2h)")
     if args.file is not None:
         if not args.file.is_file():
             raise CliError(f"no such file: {args.file}")

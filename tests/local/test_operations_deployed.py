@@ -136,7 +136,7 @@ def test_events_bad_input_is_one_line_and_a_nonzero_exit(
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("command", [["events"], ["doctor"]])
+@pytest.mark.parametrize("command", [["events"], ["doctor"], ["replay", "--since", "1h"]])
 def test_without_credentials_the_commands_say_so(monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
     """No moto here: boto3 looks for credentials for real, finds none, and the CLI says what to set."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
