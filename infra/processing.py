@@ -69,6 +69,8 @@ class Processing(Construct):
         }
         if self.event_bus is not None:
             environment[env.EVENT_BUS_NAME] = self.event_bus.event_bus_name
+        if config.tracing:
+            environment[env.TRACING_ENABLED] = "true"  # the processor annotates each delivery's subsegment
 
         self.processor = PythonFunction(
             self,

@@ -28,6 +28,7 @@ ORDERS_TABLE_NAME = "ORDERS_TABLE_NAME"
 EFFECTS_TABLE_NAME = "EFFECTS_TABLE_NAME"
 EFFECTS_TTL_DAYS = "EFFECTS_TTL_DAYS"
 EVENT_BUS_NAME = "EVENT_BUS_NAME"
+TRACING_ENABLED = "TRACING_ENABLED"  # "true" when the stack turns X-Ray tracing on (cdk.json `tracing`)
 
 # --- defaults --------------------------------------------------------------------------------------------
 DEFAULT_IDEMPOTENCY_TTL_DAYS = 30
@@ -106,6 +107,7 @@ class ProcessorSettings(NamedTuple):
     effects_ttl_seconds: int
     event_bus_name: str | None
     aws_call_timeout_seconds: float
+    tracing: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProcessorSettings:
@@ -120,4 +122,5 @@ class ProcessorSettings(NamedTuple):
             aws_call_timeout_seconds=_number(
                 env, AWS_CALL_TIMEOUT_SECONDS, DEFAULT_AWS_CALL_TIMEOUT_SECONDS, float, 0.1
             ),
+            tracing=env.get(TRACING_ENABLED, "").strip().lower() == "true",
         )

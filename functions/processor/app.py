@@ -35,10 +35,12 @@ from klikit.errors import PoisonDelivery
 from klikit.events import KNOWN_EVENT_TYPES
 from klikit.settings import ProcessorSettings
 from processor.adapters import DynamoOrdersTable, EventBus, PayloadBucket, Quarantine
+from processor.failures import safe_message
 from processor.metrics import BatchMetrics
 from processor.models import OrderEvent, UnknownEvent, parse_envelope, parse_received_at
 from processor.projection import Outcome, project
 from processor.registry import REGISTRY, Registered, Registry
+from processor.tracing import Span, no_span, xray_span
 
 logger = Logger(service=names.PROCESSOR_SERVICE)
 
@@ -66,12 +68,14 @@ class ProcessorApp:
         persistence: DynamoDBPersistenceLayer,
         effects_ttl_seconds: int,
         registry: Registry = REGISTRY,
+        span: Span = no_span,
     ) -> None:
         self._payloads = payloads
         self._quarantine = quarantine
         self._orders = orders
         self._bus = bus
         self._registry = registry
+        self._span = span
         self._metrics = BatchMetrics()
         self._idempotency = IdempotencyConfig(
             event_key_jmespath="[event_id, order_id, handler]",
@@ -102,6 +106,7 @@ class ProcessorApp:
             ),
             effects_ttl_seconds=settings.effects_ttl_seconds,
             registry=registry,
+            span=xray_span() if settings.tracing else no_span,
         )
 
     # --- the batch -------------------------------------------------------------------------------------------
@@ -116,7 +121,10 @@ class ProcessorApp:
 
     def process_record(self, record: SQSRecord) -> None:
         raw = record.raw_event
-        with logger.append_context_keys(message_id=raw.get("messageId"), receive_count=_receive_count(raw)):
+        with (
+            self._span(message_attribute(raw, EVENT_ID), message_attribute(raw, EVENT_TYPE)),
+            logger.append_context_keys(message_id=raw.get("messageId"), receive_count=_receive_count(raw)),
+        ):
             try:
                 resolved = self._resolve(raw)
             except PoisonDelivery as poison:
@@ -186,7 +194,13 @@ class ProcessorApp:
             self._metrics.count(names.PROCESSING_FAILED, queued.event_type)
             raise ExceptionGroup(f"{len(failures)} handler call(s) failed for event {queued.event_id}", failures)
         self._metrics.count(names.PROCESSED, queued.event_type)
-        logger.info("delivery processed", orders=len(envelope.orders), handlers=len(handlers))
+        logger.info(
+            names.LOG_PROCESSED,
+            orders=len(envelope.orders),
+            handlers=len(handlers),
+            order_ids=[order.id for order in envelope.orders],  # `klikit events --order` finds deliveries by these
+            branch_id=envelope.branch_id,
+        )
 
     def _unknown(self, resolved: Resolved) -> None:
         queued = resolved.queued
@@ -206,12 +220,13 @@ class ProcessorApp:
             try:
                 self._run_once(effect=effect, call=_bind(handler.function, event))
             except Exception as exc:  # noqa: BLE001 - a user handler may raise anything; the record fails, not the batch
-                # Never the exception's message: a handler may have put customer data in it. The type and the
-                # frames (file, line, code) locate the fault.
+                # The message is kept (a POS integrator needs "422 unknown SKU"), with the order's customer data
+                # taken out; the frames (file, line, code) locate the fault.
                 logger.error(
-                    "handler failed",
+                    names.LOG_HANDLER_FAILED,
                     handler=handler.name,
                     error_type=type(exc).__name__,
+                    error_message=safe_message(exc, getattr(event, "raw_order", None)),
                     frames="".join(traceback.format_tb(exc.__traceback__)),
                 )
                 failures.append(exc)

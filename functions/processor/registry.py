@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from processor.failures import HandlerError
 from processor.models import OrderEvent, UnknownEvent
 
 OrderHandler = Callable[[OrderEvent], Any]
@@ -80,3 +81,4 @@ class Registry:
 REGISTRY = Registry()
 on = REGISTRY.on
 on_unknown_event = REGISTRY.on_unknown_event
+__all__ = ["REGISTRY", "HandlerError", "Registered", "Registry", "on", "on_unknown_event"]

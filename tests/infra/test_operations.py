@@ -108,3 +108,8 @@ def test_every_alarm_has_a_row_in_the_troubleshooting_guide(dev: Synthesized) ->
 
     undocumented = sorted(alarm for alarm in alarm_ids if f"| **{alarm}** |" not in guide)
     assert not undocumented, f"docs/troubleshooting.md has no row for these alarms: {undocumented}"
+
+
+def test_tracing_tells_the_processor_to_annotate_its_deliveries(prod: Synthesized, dev: Synthesized) -> None:
+    assert function(prod, spec.PROCESSOR_HANDLER)[1]["Environment"]["Variables"]["TRACING_ENABLED"] == "true"
+    assert "TRACING_ENABLED" not in function(dev, spec.PROCESSOR_HANDLER)[1]["Environment"]["Variables"]

@@ -128,3 +128,41 @@ def test_a_replay_shows_as_replayed_in_the_path(stack: LocalStack) -> None:
         "sent again by klikit replay: already received: acknowledged, not queued again"
     )
     assert event_id in {d["event_id"] for d in stack.cli("events", "--outcome", "replayed", "--json").json()}
+
+
+def test_events_find_deliveries_by_order_and_branch(stack: LocalStack) -> None:
+    event_id, order_id = new_event_id("by-order"), new_order_id()
+    stack.cli("send", "created", "--event-id", event_id, "--order-id", str(order_id))
+    eventually(lambda: processed(stack, event_id), "the processor to take it")
+
+    by_order = stack.cli("events", "--order", str(order_id + 1), "--json")
+    by_branch = stack.cli("events", "--branch", "1062", "--json")
+
+    assert by_order.code == 0, by_order.err
+    [delivery] = by_order.json()
+    assert (delivery["event_id"], delivery["path"]) == (event_id, ["received", "processed"])
+    assert (delivery["order_ids"], delivery["branch_id"]) == ([str(order_id), str(order_id + 1)], "1062")
+    assert event_id in {d["event_id"] for d in by_branch.json()}
+    assert stack.cli("events", "--branch", "999999").code == 1
+
+
+def test_a_failing_handler_is_named_with_its_error_in_events_and_the_console(stack: LocalStack) -> None:
+    event_id, order_id = new_event_id("failing"), new_order_id()
+    dynamodb, table = stack.client("dynamodb"), stack.state.resources.orders_table
+    dynamodb.delete_table(TableName=table)  # the built-in order projection cannot write
+    try:
+        stack.cli("send", "status", "--event-id", event_id, "--order-id", str(order_id))
+        eventually(lambda: "retrying" in stack.steps_for(event_id), "the first failed attempt")
+    finally:
+        dynamodb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "order_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "order_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+
+    [console] = [line for line in stack.output().splitlines() if f"[evt {event_id}]" in line and "retrying" in line]
+    [delivery] = stack.cli("events", "--event-id", event_id, "--json").json()
+    failed = next(step for step in delivery["steps"] if step["outcome"] == "failed")
+    assert "attempt 1/2: klikit.order-projection: ResourceNotFoundException: " in console
+    assert failed["detail"].startswith(f"klikit.order-projection (order {order_id}): ResourceNotFoundException: ")

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from klikit.delivery import EVENT_ID, EVENT_TYPE, message_attribute
+from klikit.observability import LOG_HANDLER_FAILED
 
 WIDTH = 12
 
@@ -97,7 +98,15 @@ def order_ids(message: Mapping[str, Any]) -> list[str]:
 
 
 def _error_summary(records: Iterable[Mapping[str, Any]]) -> str:
-    """`ResourceNotFoundException: Requested resource not found in klikit.order-projection`, from the error log."""
+    """`pos.create-ticket: HandlerError: 422 unknown SKU`, or the last line of an error's traceback."""
+    records = list(records)
+    failed = [record for record in records if record.get("message") == LOG_HANDLER_FAILED]
+    if failed:
+        return "; ".join(
+            f"{record.get('handler', '?')}: {record.get('error_type', 'error')}"
+            + (f": {record['error_message']}" if record.get("error_message") else "")
+            for record in failed
+        )[:300]
     for record in records:
         if record.get("level") == "ERROR" and (record.get("exception") or record.get("error")):
             lines = str(record.get("exception") or record.get("error")).strip().splitlines()
