@@ -735,12 +735,12 @@ def _aws_session(region: str | None) -> Any:
     import boto3
 
     session = boto3.Session(region_name=region)
-    if not session.region_name:
-        raise CliError("no AWS region: pass --region (e.g. --region me-central-1) or set AWS_REGION")
-    if session.get_credentials() is None:
+    if session.get_credentials() is None:  # named first: without credentials a region does not help
         raise NoCredentials(
             "no AWS credentials: set AWS_PROFILE (after `aws configure sso` or `aws sso login`) or the AWS_* variables"
         )
+    if not session.region_name:
+        raise CliError("no AWS region: pass --region (e.g. --region me-central-1) or set AWS_REGION")
     return session
 
 

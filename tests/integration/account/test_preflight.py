@@ -174,9 +174,12 @@ def test_preflight_without_credentials_says_so_in_one_line_and_exits_2(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
-    code, out, err = run_cli("preflight", "--region", REGION)
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
 
-    assert code == 2
+    code, out, err = run_cli("preflight")
+
+    assert code == 2, "credentials are named before the missing region"
     (line,) = err.splitlines()
     assert line.startswith("klikit: no AWS credentials") and "AWS_PROFILE" in line
     assert "Traceback" not in out + err
