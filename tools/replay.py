@@ -9,6 +9,7 @@ command again resumes where it stopped; a finished run removes its file.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import time
@@ -52,9 +53,22 @@ def _received_at(text: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _metadata_text(metadata: dict[str, str], name: str) -> str | None:
+    """A text the processor stored percent-quoted, or base64 (`<name>-base64`) when quoting made it too big for S3."""
+    if metadata.get(name):
+        return unquote(metadata[name])
+    if metadata.get(f"{name}-base64"):
+        try:
+            return base64.urlsafe_b64decode(metadata[f"{name}-base64"]).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return None
+
+
 def _event_id(key: str, metadata: dict[str, str]) -> str | None:
-    if metadata.get("event-id"):
-        return unquote(metadata["event-id"])
+    stored = _metadata_text(metadata, "event-id")
+    if stored:
+        return stored
     token = key.rsplit("/", 1)[-1]
     return None if token.startswith("sha256-") else unquote(token)
 
@@ -92,7 +106,7 @@ def list_window(s3: Any, bucket: str, since: datetime, until: datetime, event_ty
                     continue
                 if not since <= received < until:
                     continue
-                kind = unquote(metadata.get("event-type", ""))
+                kind = _metadata_text(metadata, "event-type") or ""
                 if event_type and kind != event_type:
                     continue
                 if is_replay(event_id):

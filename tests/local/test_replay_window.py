@@ -3,6 +3,7 @@ on received-at, each delivery signed with the stack's secret and POSTed, resumab
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -144,6 +145,31 @@ def test_type_and_branch_narrow_the_window(front_door: str, outage: LocalResourc
     by_branch = run("replay", *window(27, 1), "--branch", "7")
     assert sent_ids() == ["evt-2"]
     assert by_branch[1].splitlines()[-1] == "replayed 3: 1 sent, 0 duplicate, 0 failed, 2 of other branches skipped"
+
+
+def test_ids_too_long_for_a_key_are_read_from_the_metadata(front_door: str, aws: LocalResources) -> None:
+    """Over 512 bytes quoted, the key holds a hash and the id travels in metadata, base64 when quoting is too big."""
+    long_id = "é" * 256
+    body = json.dumps({"branch_id": 1, "orders": []}).encode()
+    received = NOW - timedelta(hours=1)
+    boto3.client("s3", region_name=LOCAL_REGION).put_object(
+        Bucket=aws.bucket,
+        Key=f"archive/{received.date().isoformat()}/sha256-{hashlib.sha256(long_id.encode()).hexdigest()}",
+        Body=body,
+        Metadata={
+            "event-id-base64": base64.urlsafe_b64encode(long_id.encode()).decode(),
+            "event-type": "klikit.order.status.updated",
+            "received-at": received.isoformat().replace("+00:00", "Z"),
+            "body-sha256": hashlib.sha256(body).hexdigest(),
+        },
+    )
+
+    code, _, err = run("replay", *window(2))
+
+    assert code == 0, err
+    [(headers, sent)] = _Receiver.seen
+    assert sent == body
+    assert headers["x-klikit-event-type"] == "klikit.order.status.updated"
 
 
 def test_dry_run_lists_and_sends_nothing(front_door: str, outage: LocalResources) -> None:
