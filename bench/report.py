@@ -8,7 +8,16 @@ from typing import Any
 
 from bench.stats import Summary
 
-FORMATS = {"ms": "{:.1f} ms", "x": "{:.2f}x", "MB": "{:.1f} MB", "/s": "{:.1f}/s", "count": "{:.0f}", "%": "{:.1f}%"}
+FORMATS = {
+    "ms": "{:.1f} ms",
+    "x": "{:.2f}x",
+    "MB": "{:.1f} MB",
+    "/s": "{:.1f}/s",
+    "count": "{:.0f}",
+    "%": "{:.1f}%",
+    "$/M": "${:.2f}/M",
+    "$/month": "${:.2f}/month",
+}
 
 
 def fmt(value: float, unit: str) -> str:
