@@ -50,7 +50,7 @@ def test_the_representative_mix_has_the_issue_s_proportions_and_real_repeats() -
     assert kinds["duplicate"] == 20 and kinds["forged"] == 4
     assert kinds["created"] + kinds["oversized"] == 50 and kinds["oversized"] >= 1
     assert kinds["status"] == 100 and kinds["cart"] == 26
-    first_seen = {}
+    first_seen: dict[str, tuple[bytes, str]] = {}
     for delivery in mix:
         if delivery.kind == "duplicate":  # klikit repeating a delivery byte for byte, under the same event id
             assert first_seen[delivery.event_id] == (delivery.body, delivery.signature)
