@@ -720,7 +720,8 @@ def run(quick: bool) -> list[Any]:
     deliveries = 100 if quick else 400
     quiet = {"JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1"}
     facts = run_worker("bench.cost", ["stack"], timeout=300, env=quiet)
-    batch = 10 if facts["batch_window_seconds"] else 1
+    # what Lambda's pollers hand over at the assumed traffic: one message at a time, unless they wait to fill a batch
+    batch = max(1, min(10, round(DELIVERIES_PER_SECOND * facts["batch_window_seconds"])))
     log_format = facts["functions"]["processor"]["log_format"]
     result = run_worker("bench.cost", ["mix", str(deliveries), str(batch), log_format], timeout=900)
     lines, idle = price(result, facts)

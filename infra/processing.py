@@ -19,6 +19,10 @@ from klikit import observability
 from klikit import settings as env
 
 BATCH_SIZE = 10
+# Lambda's pollers wait up to this long to fill a batch: at ~10 deliveries/s one invocation, one ReceiveMessage and
+# one DeleteMessageBatch carry ~10 deliveries instead of one each (docs/performance.md, cost). klikit's ack does not
+# wait for it; processing starts at most this much later.
+BATCHING_WINDOW = cdk.Duration.seconds(1)
 
 
 class Processing(Construct):
@@ -91,6 +95,7 @@ class Processing(Construct):
             sources.SqsEventSource(
                 self.queue,
                 batch_size=BATCH_SIZE,
+                max_batching_window=BATCHING_WINDOW,
                 report_batch_item_failures=True,
                 # AWS's cap for an SQS consumer: never more concurrent batches than this, so a slow POS sees no
                 # stampede, without taking executions out of the account's shared pool.

@@ -5,6 +5,9 @@ from __future__ import annotations
 METRICS_NAMESPACE = "KlikitWebhooks"
 RECEIVER_SERVICE = "klikit-receiver"
 PROCESSOR_SERVICE = "klikit-processor"
+# Lambda context keys Powertools puts on every line that the log group and the REPORT line already say: ~230 bytes a
+# line, a third of what the receiver logs per delivery (docs/performance.md, cost). The request id and cold_start stay.
+REDUNDANT_LOG_KEYS = ["function_name", "function_arn", "function_memory_size"]
 
 # receiver metrics (dimension: service)
 RECEIVED = "DeliveriesReceived"

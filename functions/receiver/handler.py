@@ -51,6 +51,7 @@ def _replay_mark(headers: dict[str, list[str]]) -> dict[str, Any]:
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    logger.remove_keys(names.REDUNDANT_LOG_KEYS)
     metrics.add_metric(name=names.RECEIVED, unit=MetricUnit.Count, value=1)
     headers: dict[str, list[str]] = {}
     try:

@@ -61,6 +61,8 @@ def test_processor_consumes_the_queue_in_batches_reporting_item_failures(each_st
     props = mapping["Properties"]
     assert props["FunctionName"] == {"Ref": function(each_stage, spec.PROCESSOR_HANDLER)[0]}
     assert props["BatchSize"] == 10
+    # fill batches for up to a second: at ~10 deliveries/s one invocation carries ~10 (cost per delivery)
+    assert props["MaximumBatchingWindowInSeconds"] == 1
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     # AWS's way to cap an SQS consumer, without taking executions out of the account's pool
     assert props["ScalingConfig"]["MaximumConcurrency"] == each_stage.config.processor_max_concurrency

@@ -327,6 +327,16 @@ def test_repeat_with_a_different_body_is_a_duplicate_and_is_flagged_in_logs(
     assert warning["correlation_id"] == "evt-reused"
 
 
+def test_log_lines_leave_out_what_the_log_group_already_says(receive: Receive, structured_logs: StructuredLogs) -> None:
+    receive(api_event(CREATED, event_id="evt-lean"))
+
+    [accepted] = [r for r in structured_logs.records() if r["message"] == "delivery accepted"]
+    assert accepted["correlation_id"] == "evt-lean" and accepted["outcome"] == "received"
+    assert "function_request_id" in accepted and "cold_start" in accepted
+    # the log group names the function and the REPORT line its memory: ~230 bytes a line not paid for again
+    assert not {"function_name", "function_arn", "function_memory_size"} & set(accepted)
+
+
 def test_concurrent_repeat_while_the_first_is_in_flight_gets_409(
     receive: Receive, queued: Queued, faults: Faults
 ) -> None:
