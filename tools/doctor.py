@@ -149,6 +149,8 @@ def oldest_message_age(cloudwatch: Any, queue_url: str, now: datetime) -> float 
 
 def check_queue(target: Target, now: datetime, age_alarm_seconds: int) -> Check:
     waiting, in_flight = _queue_counts(target.client("sqs"), target.queue_url)
+    if target.local is not None:  # SQS publishes the age of its oldest message to CloudWatch only in AWS
+        return Check(OK, "queue", f"{waiting} waiting, {in_flight} being processed")
     age = oldest_message_age(target.client("cloudwatch"), target.queue_url, now)
     oldest = "oldest: no CloudWatch data in the last 15 min" if age is None else f"oldest {age:.0f} s"
     detail = f"{waiting} waiting, {in_flight} being processed; {oldest}"
@@ -334,9 +336,11 @@ def diagnose(body: bytes, signature: str, secrets: Sequence[str]) -> Diagnosis:
             [f"signature sent with {', '.join(changes)}"] if changes else []
         )
         fix = (
-            "verify the exact bytes you received, before any parsing (API Gateway passes them unchanged here)"
-            if body_how
-            else "put the secret again byte for byte (aws secretsmanager put-secret-value --secret-string, not a file)"
+            "put the secret again byte for byte (aws secretsmanager put-secret-value --secret-string, not a file)"
+            if secret_how
+            else "save captures byte for byte (curl --data-binary @file, printf '%s', not echo)"
+            if "newline" in body_how or "CRLF" in body_how
+            else "verify the exact bytes you received, before any parsing (API Gateway passes them unchanged here)"
         )
         return Diagnosis(
             False, "the signature does not match the file as it is; it matches if " + "; ".join(mistakes), fix

@@ -95,6 +95,7 @@ def test_doctor_checks_the_local_stack(stack: LocalStack) -> None:
     [last] = [line for line in lines if "last accepted" in line]
     assert last.startswith("  ok    last accepted") and f"evt {event_id} (created.v2)" in last
     assert any(line.startswith("  ") and "dead letters" in line for line in lines)
+    assert any(line.startswith("  ok    queue          ") and "waiting" in line for line in lines)
     assert result.code == (1 if any(line.startswith("  FAIL") for line in lines) else 0)
 
 
