@@ -2,7 +2,8 @@
 
 The archive keeps each delivery under `archive/<YYYY-MM-DD of received_at, UTC>/<token>` with its event id,
 event type, received-at and body hash in the object's metadata (klikit/delivery.py), so a window is a few day
-prefixes listed and filtered on received-at. Each delivery is signed again with the stack's secret and POSTed at
+prefixes listed and filtered on received-at (plus the flat `archive/<id>` keys written before the day folders,
+until they expire). Each delivery is signed again with the stack's secret and POSTed at
 `--rate` per second. Progress is written after every send to a file named for the run, so Ctrl-C and the same
 command again resumes where it stopped; a finished run removes its file.
 """
@@ -95,8 +96,11 @@ class Listing:
 def list_window(s3: Any, bucket: str, since: datetime, until: datetime, event_type: str | None = None) -> Listing:
     """The archived deliveries received in [since, until), oldest first."""
     listing = Listing()
-    for prefix in day_prefixes(since, until):
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    # The day folders of the window, then the keys archived before there were day folders (`archive/<id>`).
+    places = [{"Prefix": prefix} for prefix in day_prefixes(since, until)]
+    places.append({"Prefix": ARCHIVE_PREFIX, "Delimiter": "/"})
+    for place in places:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, **place):
             for item in page.get("Contents", []):
                 metadata = s3.head_object(Bucket=bucket, Key=item["Key"]).get("Metadata") or {}
                 received = _received_at(metadata.get("received-at", ""))

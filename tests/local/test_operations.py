@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,21 @@ def test_a_failing_handler_is_named_with_its_error_in_events_and_the_console(sta
     failed = next(step for step in delivery["steps"] if step["outcome"] == "failed")
     assert "attempt 1/2: klikit.order-projection: ResourceNotFoundException: " in console
     assert failed["detail"].startswith(f"klikit.order-projection (order {order_id}): ResourceNotFoundException: ")
+
+
+def test_a_window_replayed_through_the_front_door_is_answered_as_duplicates(stack: LocalStack) -> None:
+    start = datetime.now(UTC)
+    event_id = new_event_id("window")
+    stack.cli("send", "cart", "--event-id", event_id, "--order-id", str(new_order_id()))
+    eventually(lambda: processed(stack, event_id), "the processor to archive it")
+    until = datetime.now(UTC) + timedelta(seconds=1)
+    window = ["--since", start.isoformat(), "--until", until.isoformat(), "--type", "cart"]
+
+    dry = stack.cli("replay", *window, "--dry-run")
+    sent = stack.cli("replay", *window, "--rate", "20")
+
+    assert dry.code == 0, dry.err
+    assert f"evt {event_id}  cart.updated" in dry.out
+    assert sent.code == 0, sent.err
+    assert sent.out.splitlines()[-1] == "replayed 1: 0 sent, 1 duplicate, 0 failed"
+    eventually(lambda: path_of(stack, event_id)[-1:] == ["replayed"], "the replay in the receiver's log")

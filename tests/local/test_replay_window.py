@@ -172,6 +172,21 @@ def test_ids_too_long_for_a_key_are_read_from_the_metadata(front_door: str, aws:
     assert headers["x-klikit-event-type"] == "klikit.order.status.updated"
 
 
+def test_deliveries_archived_before_the_day_folders_are_found_too(front_door: str, aws: LocalResources) -> None:
+    received = NOW - timedelta(hours=1)
+    boto3.client("s3", region_name=LOCAL_REGION).put_object(
+        Bucket=aws.bucket,
+        Key="archive/evt-flat",
+        Body=b"{}",
+        Metadata={"event-type": "klikit.order.cart.updated", "received-at": received.isoformat()},
+    )
+
+    code, _, err = run("replay", *window(2))
+
+    assert code == 0, err
+    assert sent_ids() == ["evt-flat"]
+
+
 def test_dry_run_lists_and_sends_nothing(front_door: str, outage: LocalResources) -> None:
     code, out, _ = run("replay", *window(27, 1), "--dry-run")
 
