@@ -271,7 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     events_parser.add_argument("--order", metavar="ORDER_ID", help="deliveries that carried this klikit order id")
     events_parser.add_argument("--type", help="created | status | cart, or a full event type")
     events_parser.add_argument("--branch", metavar="BRANCH_ID", help="deliveries for this klikit branch id")
-    events_parser.add_argument("--outcome", choices=OUTCOME_CHOICES, help="deliveries with a step of this outcome")
+    events_parser.add_argument(
+        "--outcome",
+        choices=OUTCOME_CHOICES,
+        metavar="WORD",
+        help="deliveries with a step of this outcome: " + ", ".join(OUTCOME_CHOICES),
+    )
     events_parser.add_argument("--since", default="24h", help="from (30m, 2h, 1d or ISO-8601; default %(default)s)")
     events_parser.add_argument("--until", default=None, help="to (same forms; default now)")
     events_parser.add_argument("--limit", type=int, default=50, help="show the newest N deliveries (default 50)")
@@ -288,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
         "`doctor signature` explains why one signature fails.",
         epilog=EPILOG,
     )
-    doctor_commands = doctor.add_subparsers(dest="doctor_command", required=False, metavar="[signature]")
+    doctor_commands = doctor.add_subparsers(
+        dest="doctor_command", required=False, metavar="[signature]", title="optional command"
+    )
     signature = doctor_commands.add_parser(
         "signature",
         parents=[target],
@@ -491,7 +498,8 @@ def cmd_replay_window(args: argparse.Namespace) -> int:
     event_type = events.event_type_named(args.type) if args.type else None
     listing = replay.list_window(s3, target.bucket, since, until, event_type)
     window = f"received between {events.iso(since)} and {events.iso(until)}"
-    filters = "".join(f" {name} {value}" for name, value in (("type", event_type), ("branch", args.branch)) if value)
+    named = [f"{name} {value}" for name, value in (("type", event_type), ("branch", args.branch)) if value]
+    filters = f" ({', '.join(named)})" if named else ""
     if not listing.deliveries:
         raise CliError(
             f"no archived deliveries{filters} {window} in {target.description}: check the window "
