@@ -10,6 +10,7 @@ A verified delivery travels on SQS as its raw body, unchanged, with its metadata
 | `body_sha256`   | hex SHA-256 of the raw body bytes                                     |
 | `body_encoding` | `utf-8` (body is the text), `base64` (bytes were not SQS-safe text) or `empty` |
 | `body_s3_uri`   | only when the body was too big for SQS: `s3://bucket/key` of the raw bytes (claim check) |
+| `source`        | `reconciler` on an event the reconciler made from klikit's orders API; the receiver never sets it |
 
 A poison delivery that the processor quarantines keeps its body and attributes and gains `quarantine_reason`
 and `quarantine_detail`. The archive holds each delivery's raw bytes at `archive_key(event_id)`.
@@ -35,6 +36,9 @@ RECEIVED_AT = "received_at"
 BODY_SHA256 = "body_sha256"
 BODY_ENCODING = "body_encoding"
 BODY_S3_URI = "body_s3_uri"
+SOURCE = "source"
+RECONCILER = "reconciler"  # the one value of SOURCE; a delivery without it came through the receiver from klikit
+KLIKIT = "klikit"
 # Added by the processor when it moves a poison delivery to the DLQ itself; removed again by a redrive.
 QUARANTINE_REASON = "quarantine_reason"
 QUARANTINE_DETAIL = "quarantine_detail"
@@ -104,8 +108,13 @@ def _string_attributes(values: Mapping[str, str]) -> dict[str, dict[str, str]]:
     return {name: {"DataType": "String", "StringValue": value} for name, value in values.items()}
 
 
-def sqs_message(delivery: Delivery, body_s3_uri: str | None = None) -> tuple[str, dict[str, dict[str, str]]]:
-    """(MessageBody, MessageAttributes) for SendMessage, inline or as a claim check pointing at `body_s3_uri`."""
+def sqs_message(
+    delivery: Delivery, body_s3_uri: str | None = None, source: str | None = None
+) -> tuple[str, dict[str, dict[str, str]]]:
+    """(MessageBody, MessageAttributes) for SendMessage, inline or as a claim check pointing at `body_s3_uri`.
+
+    `source` is set only by the reconciler (RECONCILER); the receiver never passes it.
+    """
     attributes = {
         EVENT_ID: delivery.event_id,
         EVENT_TYPE: delivery.event_type,
@@ -119,6 +128,8 @@ def sqs_message(delivery: Delivery, body_s3_uri: str | None = None) -> tuple[str
         text = json.dumps({"claim_check": body_s3_uri, "bytes": len(delivery.body)})
         attributes[BODY_ENCODING] = UTF8
         attributes[BODY_S3_URI] = body_s3_uri
+    if source is not None:
+        attributes[SOURCE] = source
     return text, _string_attributes(attributes)
 
 
@@ -141,6 +152,7 @@ class QueuedDelivery(NamedTuple):
     body_encoding: str
     message_body: str
     body_s3_uri: str | None
+    source: str = KLIKIT  # RECONCILER when the reconciler made it from klikit's orders API
 
 
 def message_attribute(record: Mapping[str, Any], name: str) -> str | None:
@@ -168,6 +180,7 @@ def queued_delivery(record: Mapping[str, Any]) -> QueuedDelivery:
         body_encoding=message_attribute(record, BODY_ENCODING) or UTF8,
         message_body=str(record.get("body", record.get("Body", ""))),
         body_s3_uri=message_attribute(record, BODY_S3_URI),
+        source=RECONCILER if message_attribute(record, SOURCE) == RECONCILER else KLIKIT,
     )
 
 

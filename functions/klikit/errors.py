@@ -99,3 +99,36 @@ class BodyIntegrityError(PoisonDelivery):
 
 class PublishFailed(KlikitError):
     """EventBridge refused a fan-out event; the record fails and SQS redelivers it."""
+
+
+# --- reconciler side (klikit's partner orders API) -----------------------------------------------------------
+
+
+class PartnerApiError(KlikitError):
+    """klikit's orders API did not give us the page we asked for."""
+
+
+class PartnerAuthError(PartnerApiError):
+    """klikit refused the partner credentials; `code` is klikit's error code (it says which part is wrong)."""
+
+    def __init__(self, code: str, status: int) -> None:
+        super().__init__(f"klikit refused the partner credentials: {code} (HTTP {status})")
+        self.code = code
+        self.status = status
+
+
+class PartnerUnavailable(PartnerApiError):
+    """429 or 5xx (or no answer) after every retry: the run stops at this page and resumes there."""
+
+
+class PartnerRequestRejected(PartnerApiError):
+    """klikit answered 4xx to the request itself (e.g. `request_invalid_range`): retrying cannot help."""
+
+    def __init__(self, code: str, status: int) -> None:
+        super().__init__(f"klikit rejected the request: {code} (HTTP {status})")
+        self.code = code
+        self.status = status
+
+
+class CredentialsUnavailable(PartnerApiError):
+    """The partner credentials secret could not be read or is not `{"partner_key": ..., "secret_key": ...}`."""

@@ -29,6 +29,10 @@ EFFECTS_TABLE_NAME = "EFFECTS_TABLE_NAME"
 EFFECTS_TTL_DAYS = "EFFECTS_TTL_DAYS"
 EVENT_BUS_NAME = "EVENT_BUS_NAME"
 TRACING_ENABLED = "TRACING_ENABLED"  # "true" when the stack turns X-Ray tracing on (cdk.json `tracing`)
+KLIKIT_API_URL = "KLIKIT_API_URL"
+PARTNER_SECRET_ID = "PARTNER_SECRET_ID"
+CHECKPOINT_TABLE_NAME = "CHECKPOINT_TABLE_NAME"
+RECONCILE_LOOKBACK_HOURS = "RECONCILE_LOOKBACK_HOURS"
 
 # --- defaults --------------------------------------------------------------------------------------------
 DEFAULT_IDEMPOTENCY_TTL_DAYS = 30
@@ -37,6 +41,8 @@ DEFAULT_SQS_MAX_MESSAGE_BYTES = 1024 * 1024  # the stack sets the queue's Maximu
 DEFAULT_SECRET_CACHE_SECONDS = 300
 DEFAULT_SECRET_REFRESH_MIN_INTERVAL_SECONDS = 30
 DEFAULT_AWS_CALL_TIMEOUT_SECONDS = 2.0
+DEFAULT_RECONCILE_LOOKBACK_HOURS = 24
+KLIKIT_PROD_API_URL = "https://gateway-enterprise.klikit.io/v1/partner"  # FACTS.md section 8
 
 
 N = TypeVar("N", int, float)
@@ -123,4 +129,32 @@ class ProcessorSettings(NamedTuple):
                 env, AWS_CALL_TIMEOUT_SECONDS, DEFAULT_AWS_CALL_TIMEOUT_SECONDS, float, 0.1
             ),
             tracing=env.get(TRACING_ENABLED, "").strip().lower() == "true",
+        )
+
+
+class ReconcilerSettings(NamedTuple):
+    orders_table: str
+    queue_url: str
+    checkpoint_table: str
+    partner_secret_id: str
+    klikit_api_url: str
+    lookback_hours: int
+    aws_call_timeout_seconds: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ReconcilerSettings:
+        env = os.environ if env is None else env
+        url = _required(env, KLIKIT_API_URL).rstrip("/")
+        if not url.startswith(("https://", "http://")):
+            raise SettingsError(f"environment variable {KLIKIT_API_URL}={url!r} is not an http(s) URL")
+        return cls(
+            orders_table=_required(env, ORDERS_TABLE_NAME),
+            queue_url=_required(env, QUEUE_URL),
+            checkpoint_table=_required(env, CHECKPOINT_TABLE_NAME),
+            partner_secret_id=_required(env, PARTNER_SECRET_ID),
+            klikit_api_url=url,
+            lookback_hours=_number(env, RECONCILE_LOOKBACK_HOURS, DEFAULT_RECONCILE_LOOKBACK_HOURS, int, 1),
+            aws_call_timeout_seconds=_number(
+                env, AWS_CALL_TIMEOUT_SECONDS, DEFAULT_AWS_CALL_TIMEOUT_SECONDS, float, 0.1
+            ),
         )

@@ -11,6 +11,7 @@ from typing import Any
 
 from infra import spec
 from klikit import settings as env_names
+from tools.fake_klikit import LOCAL_PARTNER_KEY, LOCAL_SECRET_KEY
 
 LOCAL_REGION = "us-east-1"
 
@@ -24,6 +25,7 @@ class LocalResources:
     queue_url: str
     dlq_url: str
     bucket: str
+    partner_secret_id: str = ""  # klikit's partner API credentials, for the reconciler
 
     def receiver_env(self) -> dict[str, str]:
         return {
@@ -39,6 +41,15 @@ class LocalResources:
             env_names.EFFECTS_TABLE_NAME: self.effects_table,
             env_names.PAYLOAD_BUCKET_NAME: self.bucket,
             env_names.DLQ_URL: self.dlq_url,
+        }
+
+    def reconciler_env(self, klikit_api_url: str) -> dict[str, str]:
+        return {
+            env_names.ORDERS_TABLE_NAME: self.orders_table,
+            env_names.QUEUE_URL: self.queue_url,
+            env_names.CHECKPOINT_TABLE_NAME: self.idempotency_table,
+            env_names.PARTNER_SECRET_ID: self.partner_secret_id,
+            env_names.KLIKIT_API_URL: klikit_api_url,
         }
 
     def env(self) -> dict[str, str]:
@@ -65,6 +76,7 @@ def create_resources(
     prefix: str = "klikit-local",
     max_receive_count: int = 5,
     visibility_timeout_seconds: int = 30,
+    partner_credentials: tuple[str, str] = (LOCAL_PARTNER_KEY, LOCAL_SECRET_KEY),
 ) -> LocalResources:
     """Create tables, queues, bucket and secret with `session` (a boto3 Session aimed at moto)."""
     dynamodb = session.client("dynamodb")
@@ -99,6 +111,11 @@ def create_resources(
 
     secret_value = secrets[0] if len(secrets) == 1 else json.dumps({"active": secrets})
     secret_id = secretsmanager.create_secret(Name=f"{prefix}/webhook-secret", SecretString=secret_value)["ARN"]
+    partner_key, secret_key = partner_credentials
+    partner_secret_id = secretsmanager.create_secret(
+        Name=f"{prefix}/partner-credentials",
+        SecretString=json.dumps({"partner_key": partner_key, "secret_key": secret_key}),
+    )["ARN"]
 
     return LocalResources(
         secret_id=secret_id,
@@ -108,4 +125,5 @@ def create_resources(
         queue_url=queue_url,
         dlq_url=dlq_url,
         bucket=bucket,
+        partner_secret_id=partner_secret_id,
     )
