@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import spec
+from klikit.settings import KLIKIT_PROD_API_URL
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CDK_JSON = REPO_ROOT / "cdk.json"
@@ -57,6 +58,10 @@ SQS_MAX_VISIBILITY_SECONDS = 43_200
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+_HTTPS_URL = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")
+# A run takes at most the reconciler's timeout (5 min): a schedule at least twice as long never overlaps itself.
+RECONCILE_MIN_INTERVAL_MINUTES = 10
+RECONCILE_MAX_LOOKBACK_HOURS = 90 * 24  # klikit lists at most 90 days at a time
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$")
 
 
@@ -91,6 +96,10 @@ class StackConfig:
     # stretch is the night (last order ~22:00, first ~10:00: 12 h); 16 h leaves room and still alarms the next day.
     silence_alarm_hours: int = 16
     tracing: bool = False  # X-Ray active tracing on the API stage and both functions
+    reconcile_every_minutes: int = 0  # 0 = off until klikit's partner credentials are in their secret
+    reconcile_lookback_hours: int = 24
+    klikit_api_url: str = KLIKIT_PROD_API_URL
+    partner_credentials_secret: str | None = None  # name or ARN of an existing secret; None = the stack creates one
 
     def __post_init__(self) -> None:
         if not self.stack_name:
@@ -199,7 +208,18 @@ def _parse(key: str, value: Any) -> Any:
         if value not in (None, "") and (email is None or not _EMAIL.match(email)):
             raise _bad(key, value, "expected an email address, or empty for no subscription")
         return email
-    if key == "webhook_secret":
+    if key == "reconcile_every_minutes":
+        minutes = _int(key, value, 0, 1440)
+        if 0 < minutes < RECONCILE_MIN_INTERVAL_MINUTES:
+            raise _bad(key, value, f"expected 0 (off) or {RECONCILE_MIN_INTERVAL_MINUTES} to 1440 minutes")
+        return minutes
+    if key == "reconcile_lookback_hours":
+        return _int(key, value, 1, RECONCILE_MAX_LOOKBACK_HOURS)
+    if key == "klikit_api_url":
+        if not isinstance(value, str) or not _HTTPS_URL.match(value.strip()):
+            raise _bad(key, value, f"expected klikit's https partner API base URL, e.g. {KLIKIT_PROD_API_URL}")
+        return value.strip().rstrip("/")
+    if key in ("webhook_secret", "partner_credentials_secret"):
         name = _optional_str(value)
         if value not in (None, "") and (
             name is None or not (_SECRET_ARN.match(name) or (not name.startswith("arn:") and _SECRET_NAME.match(name)))
@@ -267,6 +287,12 @@ def load_config(context: Mapping[str, Any]) -> StackConfig:
             reserved,
             f"at least processor_max_concurrency ({config.processor_max_concurrency}), or the poller's batches are "
             "throttled and redelivered; or leave it empty",
+        )
+    if config.reconcile_every_minutes and config.reconcile_lookback_hours * 60 <= config.reconcile_every_minutes:
+        raise _bad(
+            "reconcile_lookback_hours",
+            config.reconcile_lookback_hours,
+            "the look-back must be longer than reconcile_every_minutes, or orders between runs go unchecked",
         )
     if config.queue_visibility_timeout_seconds > SQS_MAX_VISIBILITY_SECONDS:  # pragma: no cover - 6 x 900 < 43200
         raise _bad("processor_timeout_seconds", config.processor_timeout_seconds, "6x it exceeds SQS's 12 hours")

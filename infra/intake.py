@@ -63,12 +63,16 @@ def webhook_secret(scope: Construct, config: StackConfig) -> tuple[secretsmanage
             removal_policy=removal_policy(config),
         )
         return secret, secret.secret_arn
-    given = config.webhook_secret
+    return import_secret(scope, "WebhookSecret", config.webhook_secret)
+
+
+def import_secret(scope: Construct, construct_id: str, given: str) -> tuple[secretsmanager.ISecret, str]:
+    """An existing secret by name or ARN (complete or partial), and the id a function reads it by."""
     if given.startswith("arn:"):
         if _COMPLETE_SECRET_ARN.search(given):
-            return secretsmanager.Secret.from_secret_complete_arn(scope, "WebhookSecret", given), given
-        return secretsmanager.Secret.from_secret_partial_arn(scope, "WebhookSecret", given), given
-    return secretsmanager.Secret.from_secret_name_v2(scope, "WebhookSecret", given), given
+            return secretsmanager.Secret.from_secret_complete_arn(scope, construct_id, given), given
+        return secretsmanager.Secret.from_secret_partial_arn(scope, construct_id, given), given
+    return secretsmanager.Secret.from_secret_name_v2(scope, construct_id, given), given
 
 
 class Intake(Construct):

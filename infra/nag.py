@@ -48,8 +48,8 @@ REASONS: dict[str, str] = {
     "IAM5": PREFIX_SCOPED,
     "L1": PYTHON_313,
     "SMG4": (
-        "klikit issues the webhook secret and changes it through its operator; there is no API a rotation Lambda "
-        "could call. Rotation is the documented manual procedure with two active secrets (docs/deploy.md)."
+        "klikit issues the webhook secret and the partner API credentials and changes them through its operator; "
+        "there is no API a rotation Lambda could call. Rotation is the documented manual procedure (docs/deploy.md)."
     ),
     "APIG2": (
         "The one check that matters, the HMAC over the exact body bytes, has to run in the receiver, which also "
@@ -88,13 +88,15 @@ def acknowledge_findings(stack: KlikitWebhooksStack) -> None:
         (processing.processor.role, spec.ARCHIVE_OBJECTS_PREFIX),
     ):
         _ack(scope, "IAM5", f"Resource::<{bucket_arn}.Arn>/{prefix}*", PREFIX_SCOPED.format(prefix=prefix))
-    for function in (intake.receiver.function, processing.processor.function):
+    reconciliation = stack.reconciliation
+    for function in (intake.receiver.function, processing.processor.function, reconciliation.reconciler.function):
         _ack(function, "L1")
     if stack.config.tracing:
-        for role in (intake.receiver.role, processing.processor.role):
+        for role in (intake.receiver.role, processing.processor.role, reconciliation.reconciler.role):
             _ack(role, "IAM5", "Resource::*", XRAY_HAS_NO_RESOURCES)
-    if isinstance(intake.secret, cdk.aws_secretsmanager.Secret):  # created here, not imported by name or ARN
-        _ack(intake.secret, "SMG4")
+    for secret in (intake.secret, reconciliation.secret):
+        if isinstance(secret, cdk.aws_secretsmanager.Secret):  # created here, not imported by name or ARN
+            _ack(secret, "SMG4")
     _ack(intake.api, "APIG2")
     _ack(intake.api, "APIG3")
     _ack(intake.api, "APIG4")

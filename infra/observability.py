@@ -246,6 +246,13 @@ class Observability(Construct):
             ),
         )
 
+    def add_alarm(
+        self, construct_id: str, description: str, metric: cw.IMetric, *, threshold: float, evaluation_periods: int
+    ) -> cw.Alarm:
+        """An alarm on the stack's topic, for constructs built beside this one (e.g. the reconciler's)."""
+        self._alarm(construct_id, description, metric, threshold=threshold, evaluation_periods=evaluation_periods)
+        return self.alarms[construct_id]
+
     def _alarm(
         self,
         construct_id: str,

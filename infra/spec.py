@@ -36,6 +36,7 @@ CLAIM_CHECK_EXPIRY_DAYS = DLQ_RETENTION_DAYS + QUEUE_RETENTION_DAYS
 
 RECEIVER_HANDLER = "receiver.handler.lambda_handler"
 PROCESSOR_HANDLER = "processor.handler.lambda_handler"
+RECONCILER_HANDLER = "reconciler.handler.lambda_handler"
 FUNCTIONS_DIR = "functions"
 
 STACK_NAME_PREFIX = "KlikitWebhooks"
@@ -58,6 +59,9 @@ OUTPUT_SECRET_ARN = "WebhookSecretArn"
 OUTPUT_DASHBOARD_URL = "DashboardUrl"
 OUTPUT_RECEIVER_LOG_GROUP = "ReceiverLogGroupName"
 OUTPUT_PROCESSOR_LOG_GROUP = "ProcessorLogGroupName"
+OUTPUT_RECONCILER_LOG_GROUP = "ReconcilerLogGroupName"
+OUTPUT_PARTNER_SECRET_ARN = "PartnerCredentialsSecretArn"
+OUTPUT_KLIKIT_API_URL = "KlikitApiUrl"
 
 # The one route, and what API Gateway answers for any other path or method (the stack maps its default
 # 403 "Missing Authentication Token" to this; the local gateway answers the same).
@@ -66,3 +70,7 @@ UNKNOWN_ROUTE_STATUS = 404
 UNKNOWN_ROUTE_MESSAGE = "Not Found"
 # Well under klikit's 10 s delivery timeout.
 RECEIVER_TIMEOUT_SECONDS = 7
+
+# The reconciler: a run walks one look-back window; it stops with 90 s left and resumes on the next run.
+RECONCILER_TIMEOUT_SECONDS = 300
+RECONCILER_MEMORY_MB = 256

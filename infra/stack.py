@@ -13,6 +13,7 @@ from infra.intake import Intake
 from infra.layer import dependencies_layer
 from infra.observability import Observability
 from infra.processing import Processing
+from infra.reconciliation import Reconciliation
 from infra.saved_queries import SavedQueries
 from infra.storage import PayloadBucket
 
@@ -34,6 +35,15 @@ class KlikitWebhooksStack(cdk.Stack):
         self.intake = Intake(
             self, "Intake", config=config, queue=self.processing.queue, bucket=self.payloads.bucket, layer=layer
         )
+        self.reconciliation = Reconciliation(
+            self,
+            "Reconciliation",
+            config=config,
+            queue=self.processing.queue,
+            orders_table=self.processing.orders_table,
+            checkpoint_table=self.intake.idempotency_table,
+            layer=layer,
+        )
         self.observability = Observability(
             self,
             "Observability",
@@ -51,6 +61,7 @@ class KlikitWebhooksStack(cdk.Stack):
             folder=config.stack_name,
             log_groups=[self.intake.receiver.log_group, self.processing.processor.log_group],
         )
+        self.reconciliation.observe(self.observability)
         cdk.Tags.of(self).add("service", "klikit-webhooks")
         cdk.Tags.of(self).add("stage", config.stage)
         self._outputs()
@@ -76,6 +87,15 @@ class KlikitWebhooksStack(cdk.Stack):
             ),
             spec.OUTPUT_RECEIVER_LOG_GROUP: (self.intake.receiver.log_group.log_group_name, "Receiver logs"),
             spec.OUTPUT_PROCESSOR_LOG_GROUP: (self.processing.processor.log_group.log_group_name, "Processor logs"),
+            spec.OUTPUT_RECONCILER_LOG_GROUP: (
+                self.reconciliation.reconciler.log_group.log_group_name,
+                "Reconciler logs",
+            ),
+            spec.OUTPUT_PARTNER_SECRET_ARN: (
+                self.reconciliation.secret.secret_arn,
+                "Put klikit's partner API credentials here",
+            ),
+            spec.OUTPUT_KLIKIT_API_URL: (self.config.klikit_api_url, "klikit's partner API the reconciler reads"),
         }
         for key, (value, description) in outputs.items():
             cdk.CfnOutput(self, key, value=value, description=description)

@@ -22,6 +22,7 @@ from infra.config import StackConfig, read_cdk_json_context
 from infra.stack import KlikitWebhooksStack
 
 PROD_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:klikit/webhook-AbCdEf"
+PROD_PARTNER_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:klikit/partner-api-GhIjKl"
 PROD_OVERRIDES: dict[str, Any] = {
     "stage": "prod",
     "allowed_cidrs": ["203.0.113.0/24", "2001:db8::/32"],
@@ -39,6 +40,9 @@ PROD_OVERRIDES: dict[str, Any] = {
     "archive_expiry_days": 365,
     "tracing": True,
     "silence_alarm_hours": 6,
+    "reconcile_every_minutes": 15,
+    "reconcile_lookback_hours": 48,
+    "partner_credentials_secret": PROD_PARTNER_SECRET_ARN,
 }
 
 

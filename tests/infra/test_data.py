@@ -117,7 +117,8 @@ def test_prod_stage_retains_its_stateful_resources(prod: Synthesized) -> None:
 
 
 def test_stack_creates_the_secret_with_a_generated_placeholder(dev: Synthesized) -> None:
-    ((secret_id, secret),) = dev.resources("AWS::SecretsManager::Secret").items()
+    secret_id = logical_id(dev, "AWS::SecretsManager::Secret", "/WebhookSecret/")
+    secret = dev.resources("AWS::SecretsManager::Secret")[secret_id]
     assert "GenerateSecretString" in secret["Properties"]
     assert "SecretString" not in secret["Properties"], "never a real secret in the template"
     assert receiver(dev)["Environment"]["Variables"][env.WEBHOOK_SECRET_ID] == {"Ref": secret_id}

@@ -31,7 +31,7 @@ def targets(resources: list[object]) -> set[tuple[str | None, str | None]]:
 def test_receiver_holds_exactly_its_grants(dev: Synthesized) -> None:
     r = ids(dev)
     allowed = grants(role_statements(dev, spec.RECEIVER_HANDLER))
-    (secret_id,) = dev.resources("AWS::SecretsManager::Secret")
+    secret_id = logical_id(dev, "AWS::SecretsManager::Secret", "/WebhookSecret/")
     assert {action: targets(resources) for action, resources in allowed.items()} == {
         "logs:CreateLogStream": {(r["receiver_logs"], None)},
         "logs:PutLogEvents": {(r["receiver_logs"], None)},
