@@ -156,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument(
         "--large", metavar="SIZE", help="pad the body to SIZE with a unit: 900KB, 1.2MB, 2MiB (1.2MB: over SQS's 1 MiB)"
     )
+    send.add_argument(
+        "--lost",
+        action="store_true",
+        help="local stack: klikit has the order but this delivery never arrives (only its fake orders API learns "
+        "of it; ./klikit reconcile heals it)",
+    )
 
     replay = commands.add_parser(
         "replay",
@@ -309,6 +315,22 @@ def build_parser() -> argparse.ArgumentParser:
     signature.add_argument("--body", type=Path, required=True, metavar="FILE", help="the raw body, as received")
     signature.add_argument("--signature", required=True, metavar="HEX", help="the x-klikit-signature value")
     signature.add_argument("--secret", help="the webhook secret (default: $KLIKIT_WEBHOOK_SECRET, else the stack's)")
+    reconcile = commands.add_parser(
+        "reconcile",
+        parents=[target],
+        help="heal orders the webhooks missed, from klikit's orders API",
+        description="Walk klikit's orders created in a window (GET /v1/partner/orders, page by page, backing off on "
+        "429/5xx), compare each with the order projection, and queue an event for every order missing or behind; "
+        "the processor applies it like the webhook it stands in for. The local stack talks to its fake klikit API.",
+        epilog=EPILOG,
+    )
+    reconcile.add_argument(
+        "--since", required=True, help="orders created from this time: 30m, 2h, 1d or ISO-8601 (inclusive)"
+    )
+    reconcile.add_argument("--until", help="to this time (exclusive; default now), same forms as --since")
+    reconcile.add_argument("--branch", help="only this klikit branch id")
+    reconcile.add_argument("--dry-run", action="store_true", help="report what is missing, queue nothing")
+    reconcile.add_argument("--page", type=int, default=1, help="resume a stopped run from this page (default 1)")
 
     logs = commands.add_parser(
         "logs",
@@ -472,10 +494,14 @@ def cmd_send(args: argparse.Namespace) -> int:
             body = sender.pad_to(body, size)
         except ValueError as exc:
             raise CliError(f"--large: {exc}") from None
+    if args.lost:
+        return _lose(args, body)
     url, secret = _url_and_secret(args)
     delivery = sender.Delivery(body, args.event_id or sender.new_event_id(), event_type)
     if source != "the sample":
         _say(f"event type {event_type} ({source})")
+    if not args.url and not args.stack:
+        _klikit_knows(_target(args), body)  # klikit has the order whether or not we take the delivery
     code = _post_all(url, delivery, _sign_options(args, secret), args.repeat, args.timeout)
     ids = _order_ids(body)
     if code == 0 and ids and not args.url:
@@ -574,6 +600,47 @@ def cmd_replay_window(args: argparse.Namespace) -> int:
         _say("run the same command again to resend the failed ones (the others are not sent twice)")
         return 1
     return 0
+
+
+def _klikit_knows(target: Target, body: bytes) -> None:
+    """Tell the local stack's fake klikit API about the orders in `body`, as klikit knows the orders it sends."""
+    from tools.fake_klikit import seed
+
+    if target.klikit_api_url:
+        try:
+            seed(target.klikit_api_url, body)
+        except (OSError, ValueError, KeyError):
+            _say(f"  (the fake klikit API at {target.klikit_api_url} did not take the orders: reconcile misses them)")
+
+
+def _lose(args: argparse.Namespace, body: bytes) -> int:
+    if args.url or args.stack:
+        raise CliError("--lost works on the local stack only: it tells the local fake klikit API about an order")
+    target = _target(args)
+    if not target.klikit_api_url:
+        raise CliError(f"{target.description} runs no fake klikit API: restart it with `make local` from this checkout")
+    _klikit_knows(target, body)
+    ids = ", ".join(_order_ids(body))
+    _say(f"klikit now has order {ids}, and its delivery was lost on the way: nothing was sent to {target.webhook_url}")
+    _say(f"next: ./klikit reconcile --since 1h{_where(args)}")
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from tools import reconcile
+    from tools.local.logs import parse_since
+
+    try:
+        since = parse_since(args.since)
+        until = parse_since(args.until) if args.until else None
+    except ValueError as exc:
+        raise CliError(f"--since/--until: {exc}") from None
+    if args.page < 1:
+        raise CliError("--page must be at least 1")
+    window = reconcile.window_from(since, until, args.branch)
+    return reconcile.run(
+        _target(args), window, dry_run=args.dry_run, start_page=args.page, location=_where(args), say=_say
+    )
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -957,6 +1024,7 @@ COMMANDS = {
     "smoke": cmd_smoke,
     "setup-api-logging": cmd_setup_api_logging,
     "events": cmd_events,
+    "reconcile": cmd_reconcile,
 }
 
 

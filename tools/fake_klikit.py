@@ -8,7 +8,7 @@ with klikit's error codes, and the `{request_id, data}` / `{request_id, error: {
 Control endpoints under `/_fake/` (not klikit's): `POST /_fake/orders` seeds orders (a delivery body
 `{brand_id, branch_id, orders: [...]}`: what klikit knows once it sent, or meant to send, that delivery);
 `POST /_fake/faults` queues answers such as `{"status": 429, "times": 2, "page": 3}`; `GET /_fake/requests` lists
-what was asked. Run it alone with `python -m tools.fake_klikit --port 3100`.
+what was asked. Run it alone with `python -m tools.fake_klikit --port 3100 [--seed tests/fixtures/FILE.json]`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,16 @@ import base64
 import binascii
 import contextlib
 import json
+import subprocess
+import sys
 import threading
+import urllib.request
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -156,7 +160,7 @@ def _add_delivery(state: FakeKlikitState, body: bytes | Mapping[str, Any], creat
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return datetime.now(UTC).replace(microsecond=0)  # klikit's timestamps have whole seconds
 
 
 def _iso(moment: datetime) -> str:
@@ -320,8 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--partner-key", default=LOCAL_PARTNER_KEY)
     parser.add_argument("--secret-key", default=LOCAL_SECRET_KEY)
+    parser.add_argument(
+        "--seed", type=Path, action="append", default=[], help="a delivery body file whose orders klikit knows"
+    )
     args = parser.parse_args(argv)
     fake = FakeKlikit(args.host, args.port, args.partner_key, args.secret_key)
+    for path in args.seed:
+        fake.add_delivery(path.read_bytes())
     print(json.dumps({"url": fake.url}), flush=True)  # the parent reads the URL (and the port 0 picked) from here
     stop = threading.Event()
     import signal
@@ -336,3 +345,59 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+class FakeKlikitProcess:
+    """The fake in a child process (the local stack's): `url` once started, stopped with the stack."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._command = [sys.executable, "-m", "tools.fake_klikit", "--host", host, "--port", str(port)]
+        self._process: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        """Start it and return its base URL; RuntimeError when it does not come up."""
+        self._process = subprocess.Popen(
+            self._command,
+            cwd=Path(__file__).resolve().parent.parent,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()  # the child prints {"url": ...} once it listens
+        try:
+            self.url = str(json.loads(line)["url"])
+        except (ValueError, KeyError, TypeError):
+            self.stop()
+            raise RuntimeError("the fake klikit API did not start") from None
+        return self.url
+
+    def stop(self) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+def _control(url: str, path: str, body: bytes, timeout: float) -> Any:
+    """POST to a control endpoint of the running fake whose API base is `url`; the reply's `data`."""
+    control = url.split(API_PREFIX, 1)[0] + path
+    request = urllib.request.Request(control, data=body, method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as reply:
+        return json.loads(reply.read())["data"]
+
+
+def seed(url: str, body: bytes, timeout: float = 5.0) -> int:
+    """Tell the fake at `url` (its /v1/partner base) about a delivery's orders; returns how many it took."""
+    return int(_control(url, "/_fake/orders", body, timeout)["seeded"])
+
+
+def inject_fault(url: str, status: int, times: int = 1, page: int | None = None, timeout: float = 5.0) -> None:
+    """Make the running fake answer `status` to the next `times` requests (of list page `page`, if given)."""
+    _control(url, "/_fake/faults", json.dumps({"status": status, "times": times, "page": page}).encode(), timeout)

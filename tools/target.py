@@ -58,6 +58,8 @@ class Target:
     local: StackState | None = None
     log_groups: dict[str, str] = field(default_factory=dict)  # deployed: function -> CloudWatch log group
     stack_name: str | None = None
+    partner_secret_id: str = ""  # klikit's partner API credentials (the reconciler's secret)
+    klikit_api_url: str = ""  # klikit's partner API: the local stack's fake, or the deployed stack's klikit_api_url
 
     def client(self, service: str) -> Any:
         import boto3
@@ -118,6 +120,8 @@ def local_target(state_dir: Path | None, port: int) -> Target:
         region="us-east-1",
         endpoint_url=state.moto_endpoint,
         local=state,
+        partner_secret_id=resources.partner_secret_id,
+        klikit_api_url=state.klikit_api_url,
     )
 
 
@@ -173,6 +177,8 @@ def deployed_target(stack_name: str, region: str | None) -> Target:
             if key in outputs
         },
         stack_name=stack_name,
+        partner_secret_id=outputs.get(spec.OUTPUT_PARTNER_SECRET_ARN, ""),
+        klikit_api_url=outputs.get(spec.OUTPUT_KLIKIT_API_URL, ""),
     )
 
 

@@ -80,7 +80,7 @@ class HealQueue(Protocol):
 class Heal:
     order_id: str
     part: str  # created | status | cart
-    behind: str  # what was behind, for the log line: never order content
+    behind: str  # what was behind, for the log line: status codes at most, never order content
     delivery: Delivery
 
     @property
@@ -156,10 +156,10 @@ def plan(raw: Mapping[str, Any], order: Order, stored: Stored | None, received_a
         parts.append((CREATED, "order missing from the projection"))
     else:
         if order.status is not None and _behind(stored.status, order.status, stored.status_at_ms, clock):
-            parts.append((STATUS, "status"))
+            parts.append((STATUS, f"status behind: {stored.status} in the projection, {order.status} at klikit"))
         cart = _cart_values(order)
         if cart is not None and _behind(stored.cart, cart, stored.cart_at_ms, clock):
-            parts.append((CART, "cart"))
+            parts.append((CART, "cart behind" if stored.cart is not None else "cart missing from the projection"))
     body = json.dumps(
         {"brand_id": ids[0], "branch_id": ids[1], "orders": [raw]},
         default=_plain,

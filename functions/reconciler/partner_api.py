@@ -81,6 +81,11 @@ class Page(NamedTuple):
     orders: list[dict[str, Any]]
 
 
+def pause(seconds: float) -> None:
+    """The backoff sleep (a module function, so a test of a whole command can skip the waiting)."""
+    time.sleep(seconds)
+
+
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -124,7 +129,7 @@ class PartnerApi:
         transport: Transport | None = None,
         timeout_seconds: float = 10.0,
         retry: RetryPolicy = DEFAULT_RETRY,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         jitter: Callable[[], float] = random.random,
         on_retry: Callable[[str, float], None] | None = None,
     ) -> None:
@@ -133,7 +138,7 @@ class PartnerApi:
         self._transport = transport or UrllibTransport()
         self._timeout = timeout_seconds
         self._retry = retry
-        self._sleep = sleep
+        self._sleep = sleep if sleep is not None else pause
         self._jitter = jitter
         self._on_retry = on_retry
 

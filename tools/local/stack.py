@@ -26,6 +26,7 @@ from infra import spec
 from infra.config import StackConfig
 from klikit import observability
 from klikit import settings as env_names
+from tools.fake_klikit import FakeKlikitProcess
 from tools.local import config as local_config
 from tools.local.console import Console
 from tools.local.instances import FunctionConfig, InstancePool
@@ -127,6 +128,10 @@ def send_command(port: int, state_dir: Path) -> str:
     return command
 
 
+def reconcile_command(port: int, state_dir: Path) -> str:
+    return send_command(port, state_dir).replace("send created", "reconcile --since 1h")
+
+
 def _banner(
     options: LocalOptions,
     state: StackState,
@@ -147,6 +152,7 @@ def _banner(
             f"  instances     receiver: up to {receiver.concurrency} processes (--receivers), each started on its"
             f" first request; processor: up to {processor.concurrency} (processor_max_concurrency), one batch each",
             f"  moto          {state.moto_endpoint}   (state and logs: {state.directory})",
+            f"  klikit API    {state.klikit_api_url}   (fake; reconcile: {reconcile_command(options.port, state_dir)})",
             f"  retries       a failed record is retried after {options.visibility_timeout} s,"
             f" and moves to the DLQ after {state.max_receive_count} receives",
             f"One line per delivery step below{steps}. Ctrl-C stops.",
@@ -206,6 +212,7 @@ def run(options: LocalOptions) -> int:
     endpoint = moto.endpoint
     _point_boto3_at(endpoint)
     session = boto3.Session(region_name=LOCAL_REGION)
+    klikit_api = FakeKlikitProcess(options.host)
     try:
         resources = create_resources(
             session,
@@ -214,7 +221,9 @@ def run(options: LocalOptions) -> int:
             max_receive_count=max_receive_count,
             visibility_timeout_seconds=options.visibility_timeout,
         )
+        klikit_api.start()  # klikit's partner orders API, faked, for ./klikit reconcile (tools/fake_klikit.py)
     except BaseException:
+        klikit_api.stop()
         moto.stop()
         gateway.server_close()
         raise
@@ -272,6 +281,7 @@ def run(options: LocalOptions) -> int:
             started_at=now_iso(),
             max_receive_count=max_receive_count,
             resources=resources,
+            klikit_api_url=klikit_api.url,
         )
         state.write()
         console.say(_banner(options, state, secrets, secret_source, state_dir, (receiver, processor)))
@@ -291,6 +301,7 @@ def run(options: LocalOptions) -> int:
         receiver.close()
         processor.close()
         moto.stop()
+        klikit_api.stop()
         for log in logs.values():
             log.close()
     console.say(f"stopped: nothing left running. The functions' logs stay in {directory} (and the run before's).")

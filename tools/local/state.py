@@ -56,6 +56,7 @@ class StackState:
     started_at: str
     max_receive_count: int
     resources: LocalResources
+    klikit_api_url: str = ""  # the fake klikit partner API the local stack runs (tools/fake_klikit.py)
 
     def write(self) -> Path:
         path = Path(self.directory) / "stack.json"
