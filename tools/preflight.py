@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError, NoCredentialsError
@@ -53,10 +54,13 @@ def concurrency_needed(config: StackConfig) -> int:
 
 
 class Preflight:
-    def __init__(self, client: Callable[[str], Any], region: str, config: StackConfig) -> None:
+    def __init__(
+        self, client: Callable[[str], Any], region: str, config: StackConfig, klikit_api_url: str | None = None
+    ) -> None:
         self._client = client
         self.region = region
         self.config = config
+        self._klikit_api_url = klikit_api_url or config.klikit_api_url  # tests point it at the fake
         self.account = ""
 
     def run(self) -> Iterator[Check]:
@@ -69,6 +73,7 @@ class Preflight:
             self.api_gateway_logging,
             self.webhook_secret,
             self.existing_stack,
+            *((self.partner_credentials,) if self.config.reconcile_every_minutes else ()),
         ):
             try:
                 yield check()
@@ -222,6 +227,48 @@ class Preflight:
         if status is None:
             return Check("stack", True, f"{name} will be created")
         return Check("stack", True, f"{name} exists ({status}): make deploy updates it")
+
+    def partner_credentials(self) -> Check:
+        """With reconciliation on: the credentials secret holds a pair klikit accepts (one list call, size 1)."""
+        from klikit.errors import CredentialsUnavailable, PartnerApiError, PartnerAuthError
+        from reconciler.adapters import read_credentials
+        from reconciler.app import put_secret_command, refused
+        from reconciler.partner_api import PartnerApi, RetryPolicy
+
+        name = "partner credentials"
+        secret = self.config.partner_credentials_secret or self._output(spec.OUTPUT_PARTNER_SECRET_ARN)
+        if secret is None:
+            return Check(
+                name,
+                False,
+                "reconcile_every_minutes is on, but the stack would start with a placeholder secret",
+                "deploy with -c reconcile_every_minutes=0, put klikit's credentials in the PartnerCredentialsSecretArn "
+                "secret, then turn reconciliation on (docs/reconciliation.md)",
+            )
+        try:
+            credentials = read_credentials(self._client("secretsmanager"), secret)
+        except CredentialsUnavailable as exc:
+            return Check(name, False, str(exc), put_secret_command(secret))
+        api = PartnerApi(self._klikit_api_url, lambda: credentials, retry=RetryPolicy(attempts=2), timeout_seconds=10)
+        now = datetime.now(UTC)
+        try:
+            total = api.count_orders(now - timedelta(hours=1), now)
+        except PartnerAuthError as exc:
+            return Check(name, False, refused(exc), put_secret_command(secret))
+        except PartnerApiError as exc:
+            return Check(
+                name, False, f"klikit's API at {self._klikit_api_url} did not answer: {exc}", "check klikit_api_url"
+            )
+        return Check(name, True, f"klikit accepts them ({total} orders created in the last hour)")
+
+    def _output(self, key: str) -> str | None:
+        try:
+            (stack,) = self._client("cloudformation").describe_stacks(StackName=self.config.stack_name)["Stacks"]
+        except ClientError as exc:
+            if "does not exist" not in str(exc):
+                raise
+            return None
+        return next((o["OutputValue"] for o in stack.get("Outputs", []) if o["OutputKey"] == key), None)
 
     def _stacks(self, names: list[str]) -> Mapping[str, str]:
         found = {}

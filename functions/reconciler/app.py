@@ -29,6 +29,7 @@ metrics = Metrics(namespace=names.METRICS_NAMESPACE, service=names.RECONCILER_SE
 # at worst takes 6 attempts of 10 s plus ~16 s of backoff.
 STOP_WITH_MS_LEFT = 90_000
 
+CREDENTIALS_SHAPE = '{"partner_key":"...","secret_key":"..."}'
 # klikit's 401/403 codes (FACTS.md section 8) -> which part is wrong and what to do.
 AUTH_ADVICE = {
     "auth_missing": "klikit saw no credentials: the secret needs both partner_key and secret_key",
@@ -39,12 +40,17 @@ AUTH_ADVICE = {
 }
 
 
+def put_secret_command(secret_id: str) -> str:
+    return f"aws secretsmanager put-secret-value --secret-id {secret_id} --secret-string '{CREDENTIALS_SHAPE}'"
+
+
+def refused(error: PartnerAuthError) -> str:
+    """What klikit's 401/403 code says is wrong."""
+    return f"klikit answered {error.status} {error.code}: {AUTH_ADVICE.get(error.code, 'it refused the credentials')}"
+
+
 def auth_advice(error: PartnerAuthError, secret_id: str) -> str:
-    what = AUTH_ADVICE.get(error.code, "klikit refused the credentials")
-    return (
-        f"klikit answered {error.status} {error.code}: {what}. Fix: aws secretsmanager put-secret-value "
-        f'--secret-id {secret_id} --secret-string \'{{"partner_key":"...","secret_key":"..."}}\''
-    )
+    return f"{refused(error)}. Fix: {put_secret_command(secret_id)}"
 
 
 def failure_line(error: Exception, secret_id: str) -> str:
@@ -52,10 +58,7 @@ def failure_line(error: Exception, secret_id: str) -> str:
     if isinstance(error, PartnerAuthError):
         return auth_advice(error, secret_id)
     if isinstance(error, CredentialsUnavailable):
-        return (
-            f"{error}. Fix: aws secretsmanager put-secret-value --secret-id {secret_id} "
-            f'--secret-string \'{{"partner_key":"...","secret_key":"..."}}\''
-        )
+        return f"{error}. Fix: {put_secret_command(secret_id)}"
     return str(error)
 
 

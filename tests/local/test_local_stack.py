@@ -251,7 +251,9 @@ def test_failing_delivery_goes_to_the_dlq_and_redrive_after_the_fix_processes_it
 
     assert redriven.code == 0
     assert "moved 1 delivery back to the queue" in redriven.out
-    eventually(lambda: stack.order(order_id), "the redriven delivery to reach the projection")
+    # the console prints "processed" after the handlers return; the projection item is visible before that
+    eventually(lambda: "processed" in stack.steps_for(event_id), "the redriven delivery to be processed")
+    assert stack.order(order_id) is not None
     assert stack.steps_for(event_id).count("processed") == 1
     assert not [line for line in stack.cli("dlq", "list", "--json").out.splitlines() if event_id in line]
     processed_logs = stack.cli("logs", "--function", "processor", "--filter", event_id).out

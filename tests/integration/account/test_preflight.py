@@ -236,3 +236,40 @@ def test_setup_api_logging_leaves_a_role_someone_else_set() -> None:
         assert code == 0
         assert theirs in out
         assert session.client("apigateway").get_account()["cloudwatchRoleArn"] == theirs
+
+
+def partner_checks(session: boto3.Session, klikit_api_url: str, **context: Any) -> dict[str, Check]:
+    lambda_client = lambda_limits(session)
+
+    def client(name: str) -> Any:
+        return lambda_client if name == "lambda" else session.client(name)  # type: ignore[call-overload]
+
+    config = load_config({"reconcile_every_minutes": 15, **context})
+    return {check.name: check for check in Preflight(client, REGION, config, klikit_api_url=klikit_api_url).run()}
+
+
+def test_with_reconciliation_on_preflight_asks_klikit_whether_it_accepts_the_partner_credentials(
+    account: boto3.Session,
+) -> None:
+    from tools.fake_klikit import LOCAL_PARTNER_KEY, LOCAL_SECRET_KEY, FakeKlikit
+
+    secrets = account.client("secretsmanager")
+    good = json.dumps({"partner_key": LOCAL_PARTNER_KEY, "secret_key": LOCAL_SECRET_KEY})
+    secret = secrets.create_secret(Name="klikit/partner-api", SecretString=good)["ARN"]
+    with FakeKlikit() as klikit:
+        accepted = partner_checks(account, klikit.url, partner_credentials_secret=secret)
+        klikit.rotate_secret("a-newer-secret")  # the operator rotated it: the stored one dies at once
+        rotated = partner_checks(account, klikit.url, partner_credentials_secret=secret)
+        secrets.put_secret_value(SecretId=secret, SecretString="partner-key:secret")
+        garbled = partner_checks(account, klikit.url, partner_credentials_secret=secret)
+        placeholder = partner_checks(account, klikit.url)
+    off = checks(account)
+
+    assert accepted["partner credentials"].ok and "klikit accepts them" in accepted["partner credentials"].detail
+    problem = rotated["partner credentials"]
+    assert not problem.ok and "401 auth_invalid_credential" in problem.detail
+    assert problem.fix is not None and f"put-secret-value --secret-id {secret}" in problem.fix
+    assert LOCAL_SECRET_KEY not in problem.detail + problem.fix
+    assert "is not JSON" in garbled["partner credentials"].detail
+    assert "reconcile_every_minutes=0" in (placeholder["partner credentials"].fix or "")
+    assert "partner credentials" not in off, "reconciliation off: nothing to check"
