@@ -34,7 +34,7 @@ from tools.local.state import (
     default_state_dir,
     running_stacks,
 )
-from tools.target import CliError, NoCredentials, StackNotRunning, Target, resolve
+from tools.target import RECONCILER, CliError, NoCredentials, StackNotRunning, Target, resolve
 
 PROG = "klikit"
 EPILOG = (
@@ -343,7 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--since", default=None, help="from this long ago or this time: 30s, 10m, 2h, 1d, ISO-8601")
     logs.add_argument("--filter", default=None, help="only lines containing this text (e.g. an event id)")
     logs.add_argument(
-        "--function", choices=(*FUNCTIONS, "all"), default="all", help="which function (default: %(default)s)"
+        "--function",
+        choices=(*FUNCTIONS, RECONCILER, "all"),
+        default="all",
+        help="which function (default: %(default)s, the receiver and the processor; the reconciler with --stack)",
     )
     return parser
 

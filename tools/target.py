@@ -25,6 +25,7 @@ from tools.local.state import (
     webhook_url,
 )
 
+RECONCILER = "reconciler"  # deployed only: the local stack runs the reconciler from the CLI (./klikit reconcile)
 LOG_GROUP_OUTPUTS = {RECEIVER: spec.OUTPUT_RECEIVER_LOG_GROUP, PROCESSOR: spec.OUTPUT_PROCESSOR_LOG_GROUP}
 
 
@@ -173,6 +174,7 @@ def deployed_target(stack_name: str, region: str | None) -> Target:
             for name, key in (
                 ("receiver", spec.OUTPUT_RECEIVER_LOG_GROUP),
                 ("processor", spec.OUTPUT_PROCESSOR_LOG_GROUP),
+                (RECONCILER, spec.OUTPUT_RECONCILER_LOG_GROUP),
             )
             if key in outputs
         },
