@@ -327,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seed", type=Path, action="append", default=[], help="a delivery body file whose orders klikit knows"
     )
+    parser.add_argument("--watch-stdin", action="store_true", help="exit when stdin closes (the local stack's child)")
     args = parser.parse_args(argv)
     fake = FakeKlikit(args.host, args.port, args.partner_key, args.secret_key)
     for path in args.seed:
@@ -336,6 +337,13 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    if args.watch_stdin:
+        # the parent holds our stdin open; the kernel closes it when the parent dies, even by SIGKILL
+        def watch() -> None:
+            sys.stdin.read()
+            stop.set()
+
+        threading.Thread(target=watch, daemon=True).start()
     fake.start()
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
@@ -351,7 +359,16 @@ class FakeKlikitProcess:
     """The fake in a child process (the local stack's): `url` once started, stopped with the stack."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._command = [sys.executable, "-m", "tools.fake_klikit", "--host", host, "--port", str(port)]
+        self._command = [
+            sys.executable,
+            "-m",
+            "tools.fake_klikit",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--watch-stdin",
+        ]
         self._process: subprocess.Popen[str] | None = None
         self.url = ""
 
@@ -360,7 +377,7 @@ class FakeKlikitProcess:
         self._process = subprocess.Popen(
             self._command,
             cwd=Path(__file__).resolve().parent.parent,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # the child exits when this pipe closes, however the stack dies (kill -9 too)
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -377,6 +394,8 @@ class FakeKlikitProcess:
     def stop(self) -> None:
         if self._process is None or self._process.poll() is not None:
             return
+        if self._process.stdin is not None:
+            self._process.stdin.close()
         self._process.terminate()
         try:
             self._process.wait(timeout=10)
