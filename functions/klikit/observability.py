@@ -8,7 +8,7 @@ PROCESSOR_SERVICE = "klikit-processor"
 # Lambda context keys Powertools puts on every line that the log group and the REPORT line already say: ~230 bytes a
 # line, a third of what the receiver logs per delivery (docs/performance.md, cost). The request id and cold_start stay.
 REDUNDANT_LOG_KEYS = ["function_name", "function_arn", "function_memory_size"]
-RECONCILER_SERVICE = "klikit-reconciler"
+RECONCILER_SERVICE = "klikit-reconciler"  # its metrics and logs; the stack alarms on them
 
 # receiver metrics (dimension: service)
 RECEIVED = "DeliveriesReceived"
@@ -45,6 +45,7 @@ LOG_STALE = "stale event ignored by the order projection"
 LOG_QUARANTINED = "poison delivery quarantined in the DLQ"
 LOG_HANDLER_FAILED = "handler failed"
 LOG_UNKNOWN_TYPE = "unknown event type archived"
+
 # reconciler metrics (dimension: service)
 ORDERS_CHECKED = "OrdersChecked"
 ORDERS_HEALED = "OrdersHealed"  # each is a delivery klikit did not make or we did not take
