@@ -92,7 +92,7 @@ def test_processor_environment_names_what_settings_reads(dev: Synthesized, prod:
     powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
     assert set(processor(dev)["Environment"]["Variables"]) == base | powertools
     prod_vars = processor(prod)["Environment"]["Variables"]
-    assert set(prod_vars) == base | powertools | {env.EVENT_BUS_NAME}, "fan-out adds the bus"
+    assert set(prod_vars) == base | powertools | {env.EVENT_BUS_NAME, env.TRACING_ENABLED}, "fan-out, tracing"
     assert prod_vars["POWERTOOLS_SERVICE_NAME"] == observability.PROCESSOR_SERVICE
 
 
