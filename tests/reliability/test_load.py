@@ -176,3 +176,26 @@ def test_an_unusual_method_at_the_gateway_gets_a_json_4xx(burst_stack: LocalStac
 
     assert 400 <= response.status < 500
     assert json.loads(payload)
+
+
+@pytest.mark.parametrize("declared", ["-1", "1_0", "+5", "0x10"])
+def test_a_content_length_that_is_not_a_decimal_number_gets_a_json_400_not_a_hang(
+    burst_stack: LocalStack, declared: str
+) -> None:
+    import socket
+
+    request = (f"POST {WEBHOOK_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {declared}\r\n\r\n{{}}").encode()
+    with socket.create_connection(("127.0.0.1", burst_stack.port), timeout=30) as connection:
+        connection.sendall(request)  # the connection stays open: a gateway that waits for more bytes never answers
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        body = response.read()
+
+    assert response.status == 400
+    assert json.loads(body) == {"message": "Bad Request"}
+
+
+def test_the_local_gateway_times_out_a_client_that_stops_sending() -> None:
+    from tools.local.gateway import SOCKET_TIMEOUT_SECONDS, _Handler
+
+    assert _Handler.timeout == SOCKET_TIMEOUT_SECONDS  # socketserver applies it to every accepted connection

@@ -36,6 +36,7 @@ LAMBDA_MAX_REQUEST_PAYLOAD = limits.LAMBDA_INVOKE_PAYLOAD_BYTES
 # API Gateway's own answers when a body is too large (observed replies, docs/local.md)
 EVENT_TOO_LONG_MESSAGE = "Request Too Long"
 OVER_10_MB_TEXT = b"HTTP content length exceeded 10485760 bytes."
+SOCKET_TIMEOUT_SECONDS = 30  # API Gateway's own limit for a request to arrive is of this order
 STAGE = "local"
 ROUTE_METHOD = "POST"
 MISSING_TOKEN_ERROR = "MissingAuthenticationTokenException"
@@ -98,6 +99,7 @@ def _response_body(result: dict[str, Any]) -> bytes:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = SOCKET_TIMEOUT_SECONDS  # a client that stops sending mid-request frees its thread
     server: LocalGateway
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -152,7 +154,10 @@ class _Handler(BaseHTTPRequestHandler):
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline()
             return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
+        declared = self.headers.get("Content-Length") or "0"
+        if not (declared.isascii() and declared.isdigit()):
+            raise ValueError("Content-Length is not a decimal number")  # int() would take "-1", "1_0", " 1"
+        length = int(declared)
         if length > API_GATEWAY_MAX_BODY:
             self._discard(length)
             return None
@@ -171,7 +176,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         try:
             body = self._read_body()
-        except ValueError:
+        except (ValueError, TimeoutError):
             self.close_connection = True
             self._reply(400, _json("Bad Request"))
             return
