@@ -227,6 +227,8 @@ class Observability(Construct):
                     processor_metric(names.PROCESSING_FAILED, "failed"),
                     processor_metric(names.QUARANTINED, "quarantined"),
                     processor_metric(names.STALE_IGNORED, "stale"),
+                    processor_metric(names.REPLAYED_UNDER_NEW_ID, "replayed under a new id"),
+                    processor_metric(names.ARCHIVE_FAILED, "archive failures"),
                 ],
                 width=8,
             ),

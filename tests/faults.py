@@ -20,6 +20,9 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from moto.core.models import botocore_stubber
 
+S3_MAX_KEY_BYTES = 1024
+S3_MAX_METADATA_BYTES = 2048
+
 
 class Crash(BaseException):  # not an Exception: the code under test must not be able to catch it
     """The Lambda runtime ended the invocation here (timeout or crash): no except-clause, no cleanup, no reply."""
@@ -93,6 +96,20 @@ class Faults:
         self, operation: str, callback: Callable[[], None], *, times: int = 1, when: Predicate | None = None
     ) -> Rule:
         return self._add(Rule(operation, "hold", times, when, hold=callback))
+
+    def enforce_s3_limits(self) -> None:
+        """S3's limits that moto does not enforce: keys of at most 1,024 bytes of UTF-8, 2 KB of user metadata."""
+
+        def key_too_long(params: dict[str, Any]) -> bool:
+            return len(str(params.get("Key", "")).encode("utf-8")) > S3_MAX_KEY_BYTES
+
+        def metadata_too_large(params: dict[str, Any]) -> bool:
+            metadata = params.get("Metadata") or {}
+            return sum(len(k.encode()) + len(v.encode()) for k, v in metadata.items()) > S3_MAX_METADATA_BYTES
+
+        for operation in ("s3.PutObject", "s3.GetObject", "s3.HeadObject"):
+            self.fail(operation, code="KeyTooLongError", times=-1, when=key_too_long)
+        self.fail("s3.PutObject", code="MetadataTooLarge", times=-1, when=metadata_too_large)
 
     def clear(self) -> None:
         with self._lock:

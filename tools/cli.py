@@ -7,13 +7,14 @@ Every command works against the local stack (`make local`) by default, and again
 from __future__ import annotations
 
 import argparse
+import base64
 import dataclasses
 import json
 import os
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -671,26 +672,31 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _archived(args: argparse.Namespace) -> tuple[bytes, str]:
-    from klikit.delivery import archive_key
+    from infra.config import config_from_cdk_json
+    from tools.archive import find_archived
 
     target = _target(args)
-    key = archive_key(args.event_id)
-    try:
-        found = target.client("s3").get_object(Bucket=target.bucket, Key=key)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            raise CliError(
-                f"no archived delivery for event id {args.event_id!r} in {target.description} "
-                f"(s3://{target.bucket}/{key}): the processor archives a delivery when it takes it; "
-                f"check the id with `./klikit logs --filter {args.event_id}{_where(args)}`"
-            ) from None
-        raise
-    metadata = found.get("Metadata") or {}
-    event_type = unquote(metadata.get("event-type", "")) or sender.event_type_for(args.type or "")
+    today = datetime.now(UTC).date()
+    oldest = today - timedelta(days=config_from_cdk_json().archive_expiry_days)
+    found = find_archived(target.client("s3"), target.bucket, args.event_id, today, oldest)
+    if found is None:
+        raise CliError(
+            f"no archived delivery for event id {args.event_id!r} in {target.description} "
+            f"(s3://{target.bucket}/archive/, received {oldest} to {today}): the processor archives a delivery "
+            f"when it takes it; check the id with `./klikit logs --filter {args.event_id}{_where(args)}`, "
+            f"or list a window's deliveries with `./klikit replay --since 1d --dry-run{_where(args)}`"
+        )
+    metadata = found.metadata
+    stored_type = metadata.get("event-type-base64")  # too long to percent-quote within S3's 2 KB of metadata
+    event_type = (
+        (base64.urlsafe_b64decode(stored_type).decode("utf-8") if stored_type else None)
+        or unquote(metadata.get("event-type", ""))
+        or sender.event_type_for(args.type or "")
+    )
     if not event_type:
         raise CliError(f"the archived delivery {args.event_id!r} has no event type: pass --type")
     _say(f"archived delivery {args.event_id}: {event_type}, received {metadata.get('received-at', '?')}")
-    return found["Body"].read(), event_type
+    return found.body, event_type
 
 
 def _plain(value: Any) -> Any:

@@ -13,7 +13,10 @@ A verified delivery travels on SQS as its raw body, unchanged, with its metadata
 | `source`        | `reconciler` on an event the reconciler made from klikit's orders API; the receiver never sets it |
 
 A poison delivery that the processor quarantines keeps its body and attributes and gains `quarantine_reason`
-and `quarantine_detail`. The archive holds each delivery's raw bytes at `archive_key(event_id)`.
+and `quarantine_detail`. The archive holds each delivery's raw bytes at `archive_key(event_id, received_at)`:
+`archive/<YYYY-MM-DD of received_at, UTC>/<token>`, where the token is the event id percent-quoted when that is at
+most 512 bytes, else `sha256-<hex of the UTF-8 id>`, so every key stays under S3's 1,024-byte limit (klikit's ids
+are unsigned headers of up to 256 characters, up to 3,072 bytes quoted). Claim checks use the same token.
 
 `read_body` is the one function that gives the processor back the exact bytes klikit signed, in either form.
 """
@@ -25,6 +28,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
@@ -78,17 +82,33 @@ class Delivery(NamedTuple):
         return cls(event_id, event_type, body, received_at, hashlib.sha256(body).hexdigest())
 
 
-def object_key(prefix: str, event_id: str, suffix: str = "") -> str:
-    """An S3 key that holds `event_id` literally (URL-quoted) so anyone can find a delivery by its id."""
-    return f"{prefix}{quote(event_id, safe='')}{suffix}"
+S3_MAX_KEY_BYTES = 1024
+MAX_KEY_TOKEN_BYTES = 512  # leaves room for the longest prefix and suffix we add (a day, a SHA-256)
+HASHED_TOKEN_PREFIX = "sha256-"
+
+
+def key_token(event_id: str) -> str:
+    """The event id as one S3 key segment: percent-quoted (readable, reversible) when short enough, else hashed."""
+    quoted = quote(event_id, safe="")  # ASCII: its length is its size in bytes
+    if len(quoted) <= MAX_KEY_TOKEN_BYTES:
+        return quoted
+    return HASHED_TOKEN_PREFIX + hashlib.sha256(event_id.encode("utf-8")).hexdigest()
+
+
+def received_day(received_at: str) -> date:
+    """The UTC day of the receiver's `received_at` (ISO-8601): the archive's folder for the delivery."""
+    text = received_at[:-1] + "+00:00" if received_at.endswith("Z") else received_at
+    moment = datetime.fromisoformat(text)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).date()
 
 
 def claim_check_key(delivery: Delivery) -> str:
-    return object_key(CLAIM_CHECK_PREFIX, delivery.event_id, f"/{delivery.body_sha256}")
+    return f"{CLAIM_CHECK_PREFIX}{key_token(delivery.event_id)}/{delivery.body_sha256}"
 
 
-def archive_key(event_id: str) -> str:
-    return object_key(ARCHIVE_PREFIX, event_id)
+def archive_key(event_id: str, day: date) -> str:
+    """Where the raw bytes of the delivery `event_id`, received on `day` (UTC), are archived."""
+    return f"{ARCHIVE_PREFIX}{day.isoformat()}/{key_token(event_id)}"
 
 
 def body_as_text(body: bytes) -> tuple[str, str]:

@@ -34,6 +34,8 @@ PROCESSING_FAILED = "EventsFailed"
 QUARANTINED = "EventsQuarantined"
 STALE_IGNORED = "StaleEventsIgnored"
 UNKNOWN_EVENT_TYPE = "UnknownEventTypes"
+REPLAYED_UNDER_NEW_ID = "ReplayedUnderNewId"  # a body already processed under another event id came again
+ARCHIVE_FAILED = "ArchiveFailures"  # the raw delivery could not be archived (the record is retried)
 
 # The log lines that mark a step of a delivery's path (`klikit events`, `klikit doctor` and the stack's saved
 # Logs Insights queries search for these exact messages).

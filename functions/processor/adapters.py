@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping
 from decimal import Decimal, DecimalException
 from typing import Any
@@ -15,11 +16,12 @@ from urllib.parse import quote
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from klikit.delivery import QUARANTINE_DETAIL, QUARANTINE_REASON, QueuedDelivery, archive_key
+from klikit.delivery import QUARANTINE_DETAIL, QUARANTINE_REASON, QueuedDelivery, archive_key, received_day
 from klikit.errors import PoisonDelivery, PublishFailed
-from processor.projection import Clock, Outcome
+from processor.projection import Clock, Mode, PartWrite
 
 MAX_QUARANTINE_DETAIL = 240
+S3_MAX_METADATA_BYTES = 2048
 SQS_MAX_ATTRIBUTES = 10
 FANOUT_SOURCE = "klikit.webhooks"
 
@@ -44,16 +46,24 @@ class PayloadBucket:
             raise
 
     def archive(self, queued: QueuedDelivery, body: bytes) -> None:
-        """The raw bytes at `archive_key(event_id)`; a second write of the same delivery changes nothing."""
+        """The raw bytes at `archive_key(event id, day received)`; writing the same delivery again changes nothing."""
         metadata = {
-            "event-type": quote(queued.event_type, safe=""),  # S3 metadata must be ASCII
+            "event-id": quote(queued.event_id, safe=""),  # S3 metadata must be ASCII
+            "event-type": quote(queued.event_type, safe=""),
             "received-at": queued.received_at,
             "body-sha256": queued.body_sha256,
         }
+        # S3 allows 2 KB of user metadata; an id of 256 non-ASCII characters is up to 3 KB percent-quoted
+        for name, value in (("event-type", queued.event_type), ("event-id", queued.event_id)):
+            if _metadata_bytes(metadata) > S3_MAX_METADATA_BYTES:
+                metadata.pop(name)
+                metadata[f"{name}-base64"] = base64.urlsafe_b64encode(value.encode("utf-8")).decode("ascii")
+        if _metadata_bytes(metadata) > S3_MAX_METADATA_BYTES:
+            metadata.pop("event-type-base64")  # both at their longest: the id, which finds the delivery, stays
         try:
             self._s3.put_object(
                 Bucket=self._bucket,
-                Key=archive_key(queued.event_id),
+                Key=archive_key(queued.event_id, received_day(queued.received_at)),
                 Body=body,
                 ContentType="application/json",
                 Metadata=metadata,
@@ -63,6 +73,10 @@ class PayloadBucket:
             # Already archived by an earlier attempt (or a concurrent one): the first copy stays.
             if _error_code(exc) not in {"PreconditionFailed", "ConditionalRequestConflict", "412"}:
                 raise
+
+
+def _metadata_bytes(metadata: Mapping[str, str]) -> int:
+    return sum(len(name.encode()) + len(value.encode()) for name, value in metadata.items())
 
 
 def _boto3_attributes(attributes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -111,37 +125,53 @@ class DynamoOrdersTable:
         self._serialize = TypeSerializer().serialize
         self._deserialize = TypeDeserializer().deserialize
 
-    def apply_if_newer(self, order_id: str, part: str, clock: Clock, values: dict[str, Any]) -> Outcome:
-        stored = self._update(order_id, {part: values}, clock)
-        if stored is None:
-            return Outcome.APPLIED
-        event_id = f"{part}_event_id"
-        stored_event = self._deserialize(stored[event_id]) if event_id in stored else None
-        return Outcome.ALREADY_APPLIED if stored_event == clock.event_id else Outcome.STALE
-
-    def apply_all_if_newer(self, order_id: str, parts: dict[str, dict[str, Any]], clock: Clock) -> bool:
-        return self._update(order_id, parts, clock) is None
-
-    def _update(self, order_id: str, parts: dict[str, dict[str, Any]], clock: Clock) -> dict[str, Any] | None:
-        """One conditional UpdateItem: every part's values and clock, when each part's stored clock is older.
-
-        None when it was applied, else the stored item (nothing was written).
-        """
-        assignments: dict[str, Any] = {}
-        for part, values in parts.items():
-            assignments.update(values)
-            assignments.update(
-                {f"{part}_at_ms": clock.at_ms, f"{part}_rank": clock.rank, f"{part}_event_id": clock.event_id}
+    def update(
+        self, order_id: str, writes: list[PartWrite], last: dict[str, Any] | None, clock: Clock
+    ) -> dict[str, Any] | None:
+        expression = _Expression()
+        at, rank, event_id = (
+            expression.value(clock.at_ms),
+            expression.value(clock.rank),
+            expression.value(clock.event_id),
+        )
+        for write in writes:
+            for name, value in write.values.items():
+                expression.set(name, value)
+            part = write.part
+            expression.set(f"{part}_event_id", clock.event_id)
+            stored_at, stored_rank = expression.name(f"{part}_at_ms"), expression.name(f"{part}_rank")
+            digests, news = f"{part}_digests", f"{part}_news"
+            content = expression.value(write.content_digest)
+            stored_digests, stored_event = expression.name(digests), expression.name(f"{part}_event_id")
+            not_applied = (
+                f"NOT contains({stored_digests}, {content}) "
+                f"AND (attribute_exists({stored_digests}) OR {stored_event} <> {event_id})"
             )
-        names = {f"#a{i}": name for i, name in enumerate(assignments)}
-        alias = {name: f"a{i}" for i, name in enumerate(assignments)}
-        newer = []
-        for part in parts:
-            at, rk = alias[f"{part}_at_ms"], alias[f"{part}_rank"]
-            newer.append(f"(attribute_not_exists(#{at}) OR #{at} < :{at} OR (#{at} = :{at} AND #{rk} < :{rk}))")
-        label = "+".join(parts)
+            if write.mode is Mode.NEWER:
+                expression.set(f"{part}_at_ms", clock.at_ms)
+                expression.set(f"{part}_rank", clock.rank)
+                expression.set(digests, {write.content_digest})
+                expression.set(news, {write.news_entry})
+                expression.condition(
+                    f"(attribute_not_exists({stored_at}) OR {stored_at} < {at} "
+                    f"OR ({stored_at} = {at} AND {stored_rank} < {rank} AND {not_applied}))"
+                )
+            else:
+                expression.add(digests, {write.content_digest})
+                expression.add(news, {write.news_entry})
+                expression.condition(f"{stored_at} = {at} AND {stored_rank} = {rank} AND {not_applied}")
+        if last is not None:
+            for name, value in last.items():
+                expression.set(name, value)
+            expression.set("last_at_ms", clock.at_ms)
+            expression.set("last_rank", clock.rank)
+            last_at, last_rank = expression.name("last_at_ms"), expression.name("last_rank")
+            expression.condition(
+                f"(attribute_not_exists({last_at}) OR {last_at} < {at} OR ({last_at} = {at} AND {last_rank} <= {rank}))"
+            )
+        label = "+".join([*(write.part for write in writes), *(["last"] if last is not None else [])])
         try:
-            values_in = {f":{alias[n]}": self._serialize(v) for n, v in assignments.items()}
+            values = {placeholder: self._serialize(value) for placeholder, value in expression.used_values().items()}
         except (DecimalException, TypeError) as exc:
             # e.g. a number with more than the 38 digits DynamoDB keeps: the same body fails the same way every time
             raise PoisonDelivery("unstorable_order", f"{label}: {type(exc).__name__}") from None
@@ -149,10 +179,10 @@ class DynamoOrdersTable:
             self._dynamodb.update_item(
                 TableName=self._table,
                 Key={"order_id": {"S": order_id}},
-                UpdateExpression="SET " + ", ".join(f"#{a} = :{a}" for a in alias.values()),
-                ConditionExpression=" AND ".join(newer),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values_in,
+                UpdateExpression=expression.update_expression(),
+                ConditionExpression=" AND ".join(expression.conditions),
+                ExpressionAttributeNames=expression.names,
+                ExpressionAttributeValues=values,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
@@ -161,8 +191,55 @@ class DynamoOrdersTable:
                 raise PoisonDelivery("unstorable_order", f"{label}: DynamoDB ValidationException") from None
             if _error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            return dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
+            stored: dict[str, Any] = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
+            return {name: self._deserialize(value) for name, value in stored.items()}
         return None
+
+
+class _Expression:
+    """An UpdateItem's SET and ADD clauses, condition and placeholders, built up one attribute at a time."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+        self.conditions: list[str] = []
+        self._aliases: dict[str, str] = {}
+        self._set: dict[str, str] = {}
+        self._add: dict[str, str] = {}
+
+    def name(self, attribute: str) -> str:
+        if attribute not in self._aliases:
+            alias = f"#a{len(self._aliases)}"
+            self._aliases[attribute] = alias
+            self.names[alias] = attribute
+        return self._aliases[attribute]
+
+    def value(self, value: Any) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = value
+        return placeholder
+
+    def set(self, attribute: str, value: Any) -> None:
+        if self.name(attribute) not in self._set:  # the order's own fields ride along with every part
+            self._set[self.name(attribute)] = self.value(value)
+
+    def add(self, attribute: str, value: Any) -> None:
+        self._add[self.name(attribute)] = self.value(value)
+
+    def condition(self, condition: str) -> None:
+        self.conditions.append(condition)
+
+    def update_expression(self) -> str:
+        clauses = ["SET " + ", ".join(f"{name} = {value}" for name, value in self._set.items())]
+        if self._add:
+            clauses.append("ADD " + ", ".join(f"{name} {value}" for name, value in self._add.items()))
+        return " ".join(clauses)
+
+    def used_values(self) -> dict[str, Any]:
+        """The placeholders the expressions use (DynamoDB refuses unused ones)."""
+        text = " ".join([self.update_expression(), *self.conditions])
+        used = set(re.findall(r":v\d+\b", text))
+        return {placeholder: value for placeholder, value in self.values.items() if placeholder in used}
 
 
 def _json_number(value: Any) -> Any:

@@ -1,21 +1,28 @@
-"""What the processor does with each SQS record: resolve, archive, parse, dispatch, each effect once.
+"""What the processor does with each SQS record: resolve, parse, project, dispatch, archive, each effect once.
 
 1. Read the record (`klikit.delivery`) and the exact bytes klikit signed, inline or from S3, hash-checked.
-2. Archive the bytes under `archive/<event id>` (replay by event id).
-3. Unknown event type: count it and give it to the catch-all handlers, if any. Known: parse the envelope.
-4. For every order, run every handler for the event type, each at most once per (event id, order id, handler)
-   through Powertools idempotency. A handler that fails makes the record fail (so SQS redelivers it) after the
-   other handlers ran; on the retry, the handlers that succeeded are skipped.
+2. Unknown event type: count it and give it to the catch-all handlers, if any. Known: parse the envelope.
+3. For every order, in array order: the order projection decides what is news (processor.projection), then each
+   handler runs at most once per effect key (processor.idempotency: handler, order id and the order as signed;
+   created.v2 handlers once per order) through Powertools idempotency. Status and cart handlers run only when the
+   projection took the event as news for that order, unless registered with `include_stale=True`. A handler that
+   fails makes the record fail (SQS redelivers it) after the other handlers ran; on the retry, the handlers that
+   succeeded are skipped. A body already processed under another event id is counted (`ReplayedUnderNewId`).
+4. Archive the bytes under `archive/<day>/<event id>` (replay by event id) after the effects, so an S3 outage does
+   not hold up the POS: a failed archive write fails the record, which SQS retries (effects are not repeated) and
+   finally moves to the DLQ, which alarms. Nothing signed leaves the pipeline unarchived without an alarm.
 
 Poison (not ours, not JSON, invalid envelope, hash mismatch, claim check gone) goes to the DLQ with its reason
-and the record counts as handled: no retry can fix it.
+and the record counts as handled: no retry can fix it. An unusable order is quarantined that way after the other
+orders of its delivery were processed. Every failure outside the handlers (reading a claim check, projecting,
+archiving, quarantining) logs one line with its step and error type and counts in `EventsFailed`.
 """
 
 from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -32,13 +39,14 @@ from klikit import observability as names
 from klikit.aws import client
 from klikit.delivery import EVENT_ID, EVENT_TYPE, QueuedDelivery, message_attribute, queued_delivery, read_body
 from klikit.errors import PoisonDelivery
-from klikit.events import KNOWN_EVENT_TYPES
+from klikit.events import KNOWN_EVENT_TYPES, ORDER_CART_UPDATED, ORDER_CREATED, ORDER_STATUS_UPDATED
 from klikit.settings import ProcessorSettings
 from processor.adapters import DynamoOrdersTable, EventBus, PayloadBucket, Quarantine
 from processor.failures import safe_message
+from processor.idempotency import catch_all_effect_key, digest, effect_key
 from processor.metrics import BatchMetrics
-from processor.models import OrderEvent, UnknownEvent, parse_envelope, parse_received_at
-from processor.projection import Outcome, project
+from processor.models import OrderEvent, UnknownEvent, parse_envelope, parse_order, parse_received_at
+from processor.projection import CART, STATUS, Projection, project
 from processor.registry import REGISTRY, Registered, Registry
 from processor.tracing import Span, no_span, xray_span
 
@@ -48,6 +56,8 @@ logger = Logger(service=names.PROCESSOR_SERVICE)
 EFFECT_KEY_PREFIX = "klikit-processor.effect"
 PROJECTION_HANDLER = "klikit.order-projection"
 FANOUT_HANDLER = "klikit.eventbridge-fanout"
+# The projection part a handler of each event type cares about: it runs only when the event is news for it.
+NEWS_PART = {ORDER_STATUS_UPDATED: STATUS, ORDER_CART_UPDATED: CART}
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,7 @@ class ProcessorApp:
         self._span = span
         self._metrics = BatchMetrics()
         self._idempotency = IdempotencyConfig(
-            event_key_jmespath="[event_id, order_id, handler]",
+            event_key_jmespath="effect_key",
             raise_on_no_idempotency_key=True,
             expires_after_seconds=effects_ttl_seconds,
         )
@@ -89,9 +99,9 @@ class ProcessorApp:
             config=self._idempotency,
             key_prefix=EFFECT_KEY_PREFIX,
         )
-        self._builtins = [Registered(PROJECTION_HANDLER, self._project)]
-        if bus is not None:
-            self._builtins.append(Registered(FANOUT_HANDLER, self._publish))
+        # The projection runs first and outside the effects table: its conditional writes are idempotent already.
+        # The fan-out publishes every signed order fact once, news or not (subscribers order by updated_at).
+        self._builtins = [] if bus is None else [Registered(FANOUT_HANDLER, self._publish, include_stale=True)]
 
     @classmethod
     def from_settings(cls, settings: ProcessorSettings, registry: Registry = REGISTRY) -> ProcessorApp:
@@ -126,53 +136,91 @@ class ProcessorApp:
             logger.append_context_keys(message_id=raw.get("messageId"), receive_count=_receive_count(raw)),
         ):
             try:
-                resolved = self._resolve(raw)
-            except PoisonDelivery as poison:
-                self._send_to_dlq(raw, poison)
-                return
-            with logger.append_context_keys(event_id=resolved.queued.event_id, event_type=resolved.queued.event_type):
-                self._dispatch(raw, resolved)
+                self._process(raw)
+            except Exception:
+                # the alarms watch this series: every record that fails, whatever step failed, counts once
+                self._metrics.count(names.PROCESSING_FAILED, message_attribute(raw, EVENT_TYPE) or "")
+                raise
 
     # --- steps -----------------------------------------------------------------------------------------------
+
+    def _process(self, raw: Mapping[str, Any]) -> None:
+        try:
+            resolved = self._resolve(raw)
+        except PoisonDelivery as poison:
+            self._send_to_dlq(raw, poison)
+            return
+        except Exception as exc:
+            _step_failed("read_body", "the delivery's body could not be read (claim check in S3)", exc)
+            raise
+        queued = resolved.queued
+        with logger.append_context_keys(event_id=queued.event_id, event_type=queued.event_type):
+            failed: Exception | None = None
+            try:
+                self._dispatch(raw, resolved)
+            except Exception as exc:  # noqa: BLE001 - archived first, then re-raised: the record fails either way
+                failed = exc
+            self._archive(resolved)
+            if failed is not None:
+                raise failed
 
     def _resolve(self, raw: Mapping[str, Any]) -> Resolved:
         queued = queued_delivery(raw)
         received_at = parse_received_at(queued.received_at)
         body = read_body(queued, self._payloads.get_object)
-        self._payloads.archive(queued, body)
         return Resolved(queued, body, received_at)
+
+    def _archive(self, resolved: Resolved) -> None:
+        try:
+            self._payloads.archive(resolved.queued, resolved.body)
+        except Exception as exc:
+            self._metrics.count(names.ARCHIVE_FAILED, resolved.queued.event_type)
+            _step_failed("archive", "the raw delivery could not be archived; the record is retried", exc)
+            raise
 
     def _send_to_dlq(self, raw: Mapping[str, Any], poison: PoisonDelivery) -> None:
         event_type = message_attribute(raw, EVENT_TYPE) or ""
-        # A failed send raises: the record fails and SQS retries it (and moves it to the DLQ after enough tries).
-        self._quarantine.send(raw, poison.reason, poison.detail)
+        try:
+            self._quarantine.send(raw, poison.reason, poison.detail)
+        except Exception as exc:
+            # the record fails and SQS retries it (and moves it to the DLQ after enough tries)
+            _step_failed("quarantine", "a poison delivery could not be sent to the DLQ", exc)
+            raise
         self._metrics.count(names.QUARANTINED, event_type)
         logger.error(
-            "poison delivery quarantined in the DLQ",
+            names.LOG_QUARANTINED,
             event_id=message_attribute(raw, EVENT_ID),
             event_type=event_type[:128],
             reason=poison.reason,
+            detail=poison.detail,
         )
-
-    def _handlers_for(self, event_type: str) -> list[Registered]:
-        builtins = self._builtins if event_type in KNOWN_EVENT_TYPES else []
-        return [*builtins, *self._registry.handlers_for(event_type)]
 
     def _dispatch(self, raw: Mapping[str, Any], resolved: Resolved) -> None:
         queued = resolved.queued
-        handlers = self._handlers_for(queued.event_type)
-        if not handlers:
+        known = queued.event_type in KNOWN_EVENT_TYPES
+        handlers = [*(self._builtins if known else []), *self._registry.handlers_for(queued.event_type)]
+        if not known and not handlers:
             self._unknown(resolved)
             return
         try:
-            envelope, raw_orders = parse_envelope(resolved.body)
+            envelope = parse_envelope(resolved.body)
         except PoisonDelivery as poison:
             self._send_to_dlq(raw, poison)
             return
         if envelope.smoke:  # `./klikit smoke`: prove the projection, never call the POS or publish the event
-            handlers = [builtin for builtin in handlers if builtin.name == PROJECTION_HANDLER]
+            handlers = []
         failures: list[Exception] = []
-        for order, raw_order in zip(envelope.orders, raw_orders, strict=True):
+        unusable: list[PoisonDelivery] = []
+        replayed: set[str] = set()
+        order_ids: list[str] = []
+        # In array order, each entry its own effect: the same order twice in one delivery is two facts.
+        for index, raw_order in enumerate(envelope.orders):
+            try:
+                order = parse_order(index, raw_order)
+            except PoisonDelivery as poison:
+                unusable.append(poison)
+                continue
+            order_ids.append(order.id)
             event = OrderEvent(
                 event_id=queued.event_id,
                 event_type=queued.event_type,
@@ -181,24 +229,45 @@ class ProcessorApp:
                 branch_id=envelope.branch_id,
                 order=order,
                 raw_order=raw_order,
+                order_digest=digest(raw_order),
             )
             with logger.append_context_keys(order_id=order.id):
-                failures.extend(self._run_handlers(handlers, event.event_id, order.id, event))
-        unusable = next((failure for failure in failures if isinstance(failure, PoisonDelivery)), None)
-        if unusable is not None:
-            # an order no retry can store (or a handler that said so): quarantine now instead of burning retries;
-            # after a fix, a redrive re-runs only the effects that did not complete
-            self._send_to_dlq(raw, unusable)
+                projection: Projection | None = None
+                if known:
+                    try:
+                        projection = self._project(event)
+                    except PoisonDelivery as poison:
+                        unusable.append(poison)
+                        continue
+                    except Exception as exc:  # noqa: BLE001 - the record fails; the other orders still run
+                        _step_failed("projection", "the order projection could not be written", exc)
+                        failures.append(exc)
+                        continue
+                    replayed |= projection.earlier_event_ids
+                hearing = [handler for handler in handlers if _hears(handler, event, projection)]
+                failures.extend(self._run_handlers(hearing, event))
+        if replayed:
+            self._metrics.count(names.REPLAYED_UNDER_NEW_ID, queued.event_type)
+            logger.warning(
+                "delivery already processed under another event id: its effects were not repeated",
+                earlier_event_ids=sorted(replayed)[:5],
+            )
+        unusable += [failure for failure in failures if isinstance(failure, PoisonDelivery)]
+        if unusable:
+            # an order no retry can store (or a handler that said so): quarantine now instead of burning retries,
+            # after the other orders were processed; a redrive after a fix re-runs only what did not complete
+            first = unusable[0]
+            more = f" (+{len(unusable) - 1} more)" if len(unusable) > 1 else ""
+            self._send_to_dlq(raw, PoisonDelivery(first.reason, first.detail + more))
             return
         if failures:
-            self._metrics.count(names.PROCESSING_FAILED, queued.event_type)
             raise ExceptionGroup(f"{len(failures)} handler call(s) failed for event {queued.event_id}", failures)
         self._metrics.count(names.PROCESSED, queued.event_type)
         logger.info(
             names.LOG_PROCESSED,
             orders=len(envelope.orders),
             handlers=len(handlers),
-            order_ids=[order.id for order in envelope.orders],  # `klikit events --order` finds deliveries by these
+            order_ids=order_ids,  # `klikit events --order` finds deliveries by these
             branch_id=envelope.branch_id,
         )
 
@@ -206,31 +275,37 @@ class ProcessorApp:
         queued = resolved.queued
         self._metrics.count(names.UNKNOWN_EVENT_TYPE, queued.event_type)
         catch_all = self._registry.catch_all()
-        logger.warning("unknown event type archived", catch_all_handlers=len(catch_all))
+        logger.warning(names.LOG_UNKNOWN_TYPE, catch_all_handlers=len(catch_all))
         event = UnknownEvent(queued.event_id, queued.event_type, resolved.received_at, resolved.body)
-        failures = self._run_handlers(catch_all, queued.event_id, "", event)
+        failures = []
+        for handler in catch_all:
+            key = catch_all_effect_key(handler.name, queued.body_sha256)
+            failures += self._run_handler(handler, key, replace(event, effect_key=key))
         if failures:
-            self._metrics.count(names.PROCESSING_FAILED, queued.event_type)
             raise ExceptionGroup(f"{len(failures)} catch-all handler call(s) failed", failures)
 
-    def _run_handlers(self, handlers: list[Registered], event_id: str, order_id: str, event: Any) -> list[Exception]:
+    def _run_handlers(self, handlers: list[Registered], event: OrderEvent) -> list[Exception]:
         failures: list[Exception] = []
         for handler in handlers:
-            effect = {"event_id": event_id, "order_id": order_id, "handler": handler.name}
-            try:
-                self._run_once(effect=effect, call=_bind(handler.function, event))
-            except Exception as exc:  # noqa: BLE001 - a user handler may raise anything; the record fails, not the batch
-                # The message is kept (a POS integrator needs "422 unknown SKU"), with the order's customer data
-                # taken out; the frames (file, line, code) locate the fault.
-                logger.error(
-                    names.LOG_HANDLER_FAILED,
-                    handler=handler.name,
-                    error_type=type(exc).__name__,
-                    error_message=safe_message(exc, getattr(event, "raw_order", None)),
-                    frames="".join(traceback.format_tb(exc.__traceback__)),
-                )
-                failures.append(exc)
+            key = effect_key(handler.name, event.event_type, event.order_id, event.order_digest)
+            failures += self._run_handler(handler, key, replace(event, effect_key=key))
         return failures
+
+    def _run_handler(self, handler: Registered, key: str, event: Any) -> list[Exception]:
+        try:
+            self._run_once(effect={"effect_key": key, "handler": handler.name}, call=_bind(handler.function, event))
+        except Exception as exc:  # noqa: BLE001 - a user handler may raise anything; the record fails, not the batch
+            # The message is kept (a POS integrator needs "422 unknown SKU"), with the order's customer data
+            # taken out; the frames (file, line, code) locate the fault.
+            logger.error(
+                names.LOG_HANDLER_FAILED,
+                handler=handler.name,
+                error_type=type(exc).__name__,
+                error_message=safe_message(exc, getattr(event, "raw_order", None)),
+                frames="".join(traceback.format_tb(exc.__traceback__)),
+            )
+            return [exc]
+        return []
 
     def _run_effect(self, effect: dict[str, str], call: Callable[[], Any]) -> dict[str, str]:
         result = call()
@@ -238,12 +313,12 @@ class ProcessorApp:
 
     # --- built-in handlers -----------------------------------------------------------------------------------
 
-    def _project(self, event: OrderEvent) -> str:
-        outcome = project(event, self._orders)
-        if outcome is Outcome.STALE:
+    def _project(self, event: OrderEvent) -> Projection:
+        projection = project(event, event.order_digest, self._orders)
+        if projection.stale:
             self._metrics.count(names.STALE_IGNORED, event.event_type)
-            logger.info("stale event ignored by the order projection")
-        return outcome.value
+            logger.info(names.LOG_STALE)
+        return projection
 
     def _publish(self, event: OrderEvent) -> None:
         assert self._bus is not None
@@ -256,6 +331,24 @@ class ProcessorApp:
             "order": event.raw_order,
         }
         self._bus.publish(event.event_type, detail)
+
+
+def _hears(handler: Registered, event: OrderEvent, projection: Projection | None) -> bool:
+    """Whether a handler hears of this order event: status and cart handlers only of news, unless they opted in."""
+    if handler.include_stale or projection is None or event.event_type == ORDER_CREATED:
+        return True  # created.v2 handlers: once per order, by their effect key
+    part = NEWS_PART.get(event.event_type)
+    return part is None or projection.is_news_for(part)
+
+
+def _step_failed(step: str, message: str, exc: BaseException) -> None:
+    """One line for a failure outside the handlers: the step and the error type (messages may quote data)."""
+    logger.error(message, step=step, error_type=type(exc).__name__, error_code=_error_code(exc))
+
+
+def _error_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code")) if isinstance(response, Mapping) else None
 
 
 def _bind(function: Callable[[Any], Any], event: Any) -> Callable[[], Any]:

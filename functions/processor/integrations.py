@@ -1,7 +1,8 @@
 """YOUR CODE GOES HERE: send klikit orders to your POS, KDS, ERP... (see docs/handlers.md).
 
-Decorate a function with `@on(<event type>)` and it runs for every order of every delivery of that type,
-at most once per (event id, order id, handler name), after the order projection. Raise to have it retried.
+Decorate a function with `@on(<event type>)` and it runs for every order of every delivery of that type, at most
+once per effect key (handler name, order id and the order as klikit signed it; a new order's handlers once per
+order), after the order projection; status and cart handlers only for news. Raise to have it retried.
 
 The handler below is a worked example: it turns each new order into a kitchen ticket and logs it (no customer
 data). Replace its last line with a call to your POS, or delete it.

@@ -65,6 +65,13 @@ def _identifier(value: Any) -> Any:
     raise ValueError("id must be an integer or a non-empty string")
 
 
+def _text(value: Any) -> Any:
+    # klikit's examples send text fields as strings, but a number there (an external id 12345) is still usable
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 def _utc(value: Any) -> Any:
     if isinstance(value, str) and value.endswith("Z"):
         value = value[:-1] + "+00:00"
@@ -73,6 +80,7 @@ def _utc(value: Any) -> Any:
 
 Money = Annotated[Decimal | None, BeforeValidator(_money)]
 Identifier = Annotated[str, BeforeValidator(_identifier)]
+Text = Annotated[str | None, BeforeValidator(_text)]
 Timestamp = Annotated[datetime | None, BeforeValidator(_utc)]
 
 
@@ -83,8 +91,8 @@ class CartLine(BaseModel):
 
     item_id: int | str | None = None
     klikit_id: int | str | None = None
-    klikit_sku_id: str | None = None
-    title: str | None = None
+    klikit_sku_id: Text = None
+    title: Text = None
     quantity: int | Decimal | None = None
     price: Money = None
     unit_price: Money = None
@@ -96,13 +104,13 @@ class Order(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     id: Identifier
-    external_id: str | None = None
+    external_id: Text = None
     brand_id: int | None = None
     branch_id: int | None = None
     status: int | None = None
     placed_at: Timestamp = None
     updated_at: Timestamp = None
-    currency: str | None = None
+    currency: Text = None
     total: Money = None
     cart: list[CartLine] | None = None
     # Personal data: handlers may need it (a delivery address for the POS); it is never logged or projected.
@@ -121,13 +129,15 @@ class Order(BaseModel):
 
 
 class Envelope(BaseModel):
-    """klikit's body for every event type: `{brand_id, branch_id, orders[]}` with one or more orders."""
+    """klikit's body for every event type: `{brand_id, branch_id, orders[]}` with one or more orders.
+
+    The orders are checked one by one (`parse_orders`): one unusable order does not make the others unusable."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     brand_id: int
     branch_id: int
-    orders: list[Order] = Field(min_length=1)
+    orders: list[Any] = Field(min_length=1)
     # a `./klikit smoke` delivery only when the field is JSON true; any other value is ignored, never poison
     smoke: Annotated[bool, BeforeValidator(lambda value: value is True)] = Field(
         default=False, validation_alias=SMOKE_MARKER
@@ -143,14 +153,14 @@ def loads(body: bytes) -> Any:
     return json.loads(body, parse_float=Decimal, parse_constant=_no_constants)
 
 
-def _validation_detail(error: ValidationError) -> str:
+def _validation_detail(error: ValidationError, prefix: str = "") -> str:
     # Locations and error types only: pydantic's messages echo the input, which may be customer data.
-    parts = [".".join(str(part) for part in e["loc"]) + ":" + e["type"] for e in error.errors()]
+    parts = [prefix + ".".join(str(part) for part in e["loc"]) + ":" + e["type"] for e in error.errors()]
     return ", ".join(parts)[:MAX_DETAIL_LENGTH]
 
 
-def parse_envelope(body: bytes) -> tuple[Envelope, list[dict[str, Any]]]:
-    """(typed envelope, each order as klikit sent it), or PoisonDelivery saying why not."""
+def parse_envelope(body: bytes) -> Envelope:
+    """The envelope with its orders as klikit sent them (check each with `parse_order`), or PoisonDelivery."""
     try:
         document = loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -158,10 +168,17 @@ def parse_envelope(body: bytes) -> tuple[Envelope, list[dict[str, Any]]]:
         detail = type(exc).__name__ if isinstance(exc, (UnicodeDecodeError, RecursionError)) else str(exc)
         raise PoisonDelivery("not_json", detail[:MAX_DETAIL_LENGTH]) from None
     try:
-        envelope = Envelope.model_validate(document)
+        return Envelope.model_validate(document)
     except ValidationError as exc:
         raise PoisonDelivery("invalid_envelope", _validation_detail(exc)) from None
-    return envelope, list(document["orders"])
+
+
+def parse_order(index: int, raw_order: Any) -> Order:
+    """One order of the envelope, typed; PoisonDelivery("invalid_order") naming its index and fields if unusable."""
+    try:
+        return Order.model_validate(raw_order)
+    except ValidationError as exc:
+        raise PoisonDelivery("invalid_order", _validation_detail(exc, f"orders.{index}.")) from None
 
 
 @dataclass(frozen=True)
@@ -179,6 +196,8 @@ class OrderEvent:
     branch_id: int
     order: Order
     raw_order: Mapping[str, Any] = field(repr=False)
+    order_digest: str = field(default="", repr=False)  # SHA-256 of the order's canonical form (what klikit signed)
+    effect_key: str = ""  # this handler's effect key: pass it to your POS as its idempotency key
 
     @property
     def order_id(self) -> str:
@@ -198,6 +217,7 @@ class UnknownEvent:
     event_type: str
     received_at: datetime
     body: bytes = field(repr=False)
+    effect_key: str = ""  # this handler's effect key: pass it on as an idempotency key
 
     def json(self) -> Any | None:
         """The body parsed like klikit's JSON (Decimal numbers), or None when it is not JSON."""

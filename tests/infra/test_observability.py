@@ -102,6 +102,8 @@ def test_one_dashboard_graphs_the_pipeline(dev: Synthesized) -> None:
         names.ENQUEUED,
         names.REJECTED_SIGNATURE,
         names.PROCESSED,
+        names.REPLAYED_UNDER_NEW_ID,  # a replay attack or an id-changing retry is visible
+        names.ARCHIVE_FAILED,
         "ApproximateAgeOfOldestMessage",
     ):
         assert metric in body

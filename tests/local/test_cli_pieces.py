@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from klikit import delivery
 from klikit.events import ORDER_CART_UPDATED, ORDER_CREATED, ORDER_STATUS_UPDATED
 from klikit.signature import matches_any, sign
 from tests.conftest import SECRET
-from tools import REPO_ROOT, dlq, sender
+from tools import REPO_ROOT, archive, dlq, sender
 from tools.cli import main
 from tools.local import config as local_config
 from tools.local.console import processor_steps, receiver_step
@@ -382,3 +383,44 @@ def test_since_reads_durations_and_times() -> None:
     assert parse_since("2026-06-25T08:00:00Z", now) == datetime(2026, 6, 25, 8, 0, tzinfo=UTC)
     with pytest.raises(ValueError, match="not a time"):
         parse_since("yesterday-ish", now)
+
+
+# --- replay: finding an archived delivery by event id (in-process moto) -------------------------------------
+
+
+def _archive(aws: LocalResources, event_id: str, day: date, body: bytes) -> str:
+    key = delivery.archive_key(event_id, day)
+    boto3.client("s3", region_name=LOCAL_REGION).put_object(Bucket=aws.bucket, Key=key, Body=body)
+    return key
+
+
+@pytest.mark.parametrize("event_id", ["evt-replay-1", "evt/with spaces ü", "订单事件" * 64])
+def test_replay_finds_an_archived_delivery_by_event_id_on_any_day_the_archive_keeps(
+    aws: LocalResources, event_id: str
+) -> None:
+    today = date(2026, 6, 25)
+    key = _archive(aws, event_id, today - timedelta(days=12), BODY)
+    _archive(aws, "evt-other", today, b"not this one")
+    s3 = boto3.client("s3", region_name=LOCAL_REGION)
+
+    found = archive.find_archived(s3, aws.bucket, event_id, today, today - timedelta(days=30))
+
+    assert found is not None and (found.key, found.body) == (key, BODY)
+    assert archive.find_archived(s3, aws.bucket, event_id, today, today - timedelta(days=11)) is None  # --since
+
+
+def test_replay_looks_newest_day_first_and_still_finds_the_layout_before_days(aws: LocalResources) -> None:
+    today = date(2026, 6, 25)
+    keys = archive.candidate_keys("evt-1", today, today - timedelta(days=2))
+    boto3.client("s3", region_name=LOCAL_REGION).put_object(Bucket=aws.bucket, Key="archive/evt-1", Body=BODY)
+
+    found = archive.find_archived(boto3.client("s3", region_name=LOCAL_REGION), aws.bucket, "evt-1", today, today)
+
+    assert keys == [
+        "archive/2026-06-26/evt-1",  # a clock a little ahead of the operator's
+        "archive/2026-06-25/evt-1",
+        "archive/2026-06-24/evt-1",
+        "archive/2026-06-23/evt-1",
+        "archive/evt-1",
+    ]
+    assert found is not None and found.key == "archive/evt-1"

@@ -163,9 +163,11 @@ COUNTER_NAME = "reliability.effect-counter"
 
 @dataclass
 class EffectCounter:
-    """A handler registered for every klikit event type: its effect is one count per (event id, order id)."""
+    """A handler registered for every klikit event type: its effect is one count per (event id, order id), and
+    `calls` keeps each effect in the order it happened, with the event type it came under."""
 
     effects: Counter[tuple[str, str]] = field(default_factory=Counter)
+    calls: list[tuple[str, str, str]] = field(default_factory=list)  # (event id, event type, order id)
     fail_next: set[str] = field(default_factory=set)  # event ids whose next call raises before the effect
     during: Callable[[OrderEvent], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -178,6 +180,7 @@ class EffectCounter:
                 self.fail_next.discard(event.event_id)
                 raise RuntimeError("injected handler failure")
             self.effects[(event.event_id, event.order_id)] += 1
+            self.calls.append((event.event_id, event.event_type, event.order_id))
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 Each row asserts what klikit (or SQS) is answered, that the retry that follows succeeds, and that the delivery's
 effect (the order projection and a counted user handler) happens exactly once, with nothing left in the queues.
-docs/reliability.md prints this table.
+Each processor row then replays the captured request under new event ids, as it was and re-typed as a status and
+a cart update: no effect happens again. docs/reliability.md prints this table.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ from tests.reliability.conftest import (
 from tools.local.resources import LocalResources
 
 CREATED = load_fixture("order_created_v2_batch.json")  # two orders: 7821 and 7822
+CREATED_TYPE, STATUS_TYPE, CART_TYPE = (
+    "klikit.order.created.v2",
+    "klikit.order.status.updated",
+    "klikit.order.cart.updated",
+)
 ORDERS = ("7821", "7822")
 Arm = Callable[[Faults, LocalResources, EffectCounter], object]
 
@@ -393,7 +399,7 @@ PROCESSOR_ROWS = [
         dlq=1,
     ),
     ProcessorRow(
-        "lambda-crash-after-archive-before-handlers",
+        "lambda-crash-after-effects-and-archive",
         lambda f, aws, c: f.crash_after("s3.PutObject", when=key_under("archive/")),
         "batch crashed",
     ),
@@ -449,6 +455,17 @@ def test_processor_fault_fails_only_what_it_must_and_the_redelivery_completes_it
     for order_id in ORDERS:
         item = pipeline.order(order_id)
         assert item is not None and item["last_event_id"] == event_id and item["status"] == 2
+
+    # Then someone replays the captured request under new event ids, as it was and re-typed: nothing happens again.
+    for n, replay_type in enumerate([CREATED_TYPE, STATUS_TYPE, CART_TYPE]):
+        replay = klikit_event(row.body, event_id=f"{event_id}-replay-{n}", event_type=replay_type)
+        assert pipeline.send(replay) == (200, {"status": "received"})
+    pipeline.drain()
+    assert pipeline.dlq() == []
+    assert counter.effects == {(event_id, order): n for order, n in zip(ORDERS, row.effects, strict=True)}
+    for order_id in ORDERS:
+        item = pipeline.order(order_id)
+        assert item is not None and item["status"] == 2 and item["status_event_id"] == event_id
 
 
 def test_a_crash_mid_batch_redelivers_the_batch_and_every_effect_still_happens_once(

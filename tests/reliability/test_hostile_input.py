@@ -361,3 +361,22 @@ def test_a_signed_body_no_retry_can_store_is_quarantined_on_its_first_attempt(na
     assert first is not None and first.failed == 0
     [quarantined] = pipeline.dlq()
     assert quarantined["MessageAttributes"]["quarantine_reason"]["StringValue"]
+
+
+def test_a_long_non_ascii_event_id_is_claim_checked_processed_and_archived_within_s3s_key_limit(
+    pipeline: Pipeline, faults: Faults, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SQS_MAX_MESSAGE_BYTES", "2048")  # the body goes to S3 as a claim check
+    faults.enforce_s3_limits()
+    event_id = "订单事件" * 64  # 256 characters, the most a header may hold: 2,304 bytes percent-quoted
+    body = load_fixture("order_created_v2_batch.json")
+
+    assert pipeline.send(klikit_event(body, event_id=event_id)) == (200, {"status": "received"})
+    pipeline.drain()
+
+    assert pipeline.dlq() == []
+    item = pipeline.order("7821")
+    assert item is not None and item["last_event_id"] == event_id
+    keys = [o["Key"] for o in pipeline.s3.list_objects_v2(Bucket=pipeline.aws.bucket)["Contents"]]
+    assert {key.split("/", 1)[0] for key in keys} == {"archive", "claim-checks"}
+    assert all(len(key.encode()) <= 1024 for key in keys)

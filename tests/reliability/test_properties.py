@@ -1,10 +1,17 @@
-"""Property: whatever klikit sends, in any order, repeated, concurrently, through injected faults and crashes,
-the pipeline ends with every signed event's effects done exactly once and an order projection equal to a simple
-model (per order and part, the values of the event with the newest (updated_at, rank) clock).
+"""Property: whatever klikit sends, in any order, repeated, concurrently, replayed under new event ids or re-typed,
+through injected faults and crashes, the pipeline ends with an order projection equal to a simple model (per order
+and part, the values of the event with the newest updated_at) and with the handlers' effects as the contract says:
+
+- a created.v2 handler ran exactly once per order, whatever copies of its created.v2 came;
+- a status or cart handler ran at most once per signed order fact, never for an event older than one it already
+  heard of for that order (its calls move forward in time), and exactly once for the newest update of the order;
+- a captured body sent again under a new event id, or re-typed (a created.v2 body as a status or cart update),
+  never ran a handler a second time.
 
 A scenario is a list of steps: klikit sends an event (maybe with a receiver fault armed, maybe with a concurrent
-repeat racing it), or the event source mapping polls the queue (maybe with a processor fault armed). Then klikit
-retries every event it never got a 2xx for, time passes, and the queue drains. `make soak` raises the example count.
+repeat racing it), someone replays a captured event under a new event id (maybe re-typed), or the event source
+mapping polls the queue (maybe with a processor fault armed). Then klikit retries every event it never got a 2xx
+for, time passes, and the queue drains. `make soak` raises the example count.
 
 Not in the property (see the fault matrix): a crash between a user handler's effect and the save of its record,
 which runs that handler again (the documented at-least-once window).
@@ -16,7 +23,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +31,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from klikit.events import ORDER_CART_UPDATED, ORDER_CREATED, ORDER_STATUS_UPDATED
-from processor.projection import TIE_RANK
 from tests.conftest import api_event as klikit_event
 from tests.reliability.conftest import SOAK_EXAMPLES, EffectCounter, Faults, Pipeline, key_under, record_stats, table_is
 from tools.local.resources import LocalResources
@@ -48,6 +54,12 @@ class Send:
     event: int
     fault: str | None
     concurrent_repeat: bool
+
+
+@dataclass(frozen=True)
+class Replay:
+    event: int
+    as_type: str | None  # a created.v2 body re-sent as another event type; None keeps the type
 
 
 @dataclass(frozen=True)
@@ -127,29 +139,35 @@ def _arm_processor(fault: str, faults: Faults, aws: LocalResources, counter: Eff
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[list[KlikitEvent], list[Send | Poll]]:
+def scenarios(draw: st.DrawFn) -> tuple[list[KlikitEvent], list[Send | Replay | Poll]]:
     order_count = draw(st.integers(1, 3))
     count = draw(st.integers(1, 7))
     events: list[KlikitEvent] = []
-    used: set[tuple[int, int, int]] = set()  # (order, rank, minute): two events of one rank never tie
+    used: set[tuple[int, int]] = set()  # (order, minute): two events of one order never share a second
     for index in range(count):
         event_type = draw(st.sampled_from([ORDER_CREATED, ORDER_STATUS_UPDATED, ORDER_CART_UPDATED]))
         first = draw(st.integers(0, order_count - 1))
         orders: tuple[int, ...] = (first,)
         if event_type == ORDER_CREATED and order_count > 1 and draw(st.booleans()):
             orders = (first, (first + 1) % order_count)
-        rank = TIE_RANK[event_type]
-        taken = {m for (o, r, m) in used if o in orders and r == rank}
+        taken = {m for (o, m) in used if o in orders}
         minute = draw(st.sampled_from(sorted(set(range(31)) - taken)))
-        used.update((o, rank, minute) for o in orders)
+        used.update((o, minute) for o in orders)
         cart = tuple(
             draw(st.lists(st.tuples(st.sampled_from(["CBA001", "CBA014", "CBA020"]), st.integers(1, 3)), max_size=3))
         )
         events.append(KlikitEvent(index, event_type, orders, minute, draw(st.integers(1, 9)), cart))
-    steps: list[Send | Poll] = []
+    steps: list[Send | Replay | Poll] = []
     faulted_polls = 0
     for _ in range(draw(st.integers(count, count * 3))):
-        if draw(st.integers(0, 3)) == 0:
+        kind = draw(st.integers(0, 7))
+        if kind == 0:
+            replayed = draw(st.integers(0, count - 1))
+            retypes: list[str | None] = [None]
+            if events[replayed].event_type == ORDER_CREATED:
+                retypes += [ORDER_STATUS_UPDATED, ORDER_CART_UPDATED]
+            steps.append(Replay(replayed, draw(st.sampled_from(retypes))))
+        elif kind <= 2:
             # fewer faulted polls than the queue's maxReceiveCount (5): more would be the redrive's job
             fault = draw(st.none() | st.sampled_from(PROCESSOR_FAULTS)) if faulted_polls < 3 else None
             faulted_polls += fault is not None
@@ -173,20 +191,41 @@ def _iso(minute: int) -> str:
 
 
 def expected_projection(events: list[KlikitEvent], order: int) -> dict[str, Any]:
-    """Per part, the values of the newest event carrying it, by (minute, rank)."""
+    """Per part, the values of the newest event carrying it."""
     mine = [e for e in events if order in e.orders]
     model: dict[str, Any] = {}
-    clock: Callable[[KlikitEvent], tuple[int, int]] = lambda e: (e.minute, TIE_RANK[e.event_type])  # noqa: E731
     status_events = [e for e in mine if e.event_type in (ORDER_CREATED, ORDER_STATUS_UPDATED)]
     cart_events = [e for e in mine if e.event_type in (ORDER_CREATED, ORDER_CART_UPDATED)]
     if status_events:
-        model["status"] = max(status_events, key=clock).status
+        model["status"] = max(status_events, key=lambda e: e.minute).status
     if cart_events:
-        model["cart"] = [(sku, qty) for sku, qty in max(cart_events, key=clock).cart]
+        model["cart"] = [(sku, qty) for sku, qty in max(cart_events, key=lambda e: e.minute).cart]
     if mine:
-        newest = max(mine, key=clock)
+        newest = max(mine, key=lambda e: e.minute)
         model["last"] = (newest.index, _iso(newest.minute))
     return model
+
+
+PART_EVENT_TYPES = {"status": ORDER_STATUS_UPDATED, "cart": ORDER_CART_UPDATED}
+
+
+def check_effects(events: list[KlikitEvent], calls: list[tuple[int, str, int]]) -> None:
+    """The handler contract, from the counted handler's calls: (event index, event type it came under, order)."""
+    by_index = {e.index: e for e in events}
+    once: Counter[tuple[Any, ...]] = Counter()
+    for index, event_type, order in calls:
+        once[("created", order) if event_type == ORDER_CREATED else (index, order)] += 1
+    assert max(once.values(), default=1) == 1, once  # no signed order fact ran a handler twice
+    for order in {o for e in events for o in e.orders}:
+        created = [c for c in calls if c[2] == order and c[1] == ORDER_CREATED]
+        assert len(created) == int(any(e.event_type == ORDER_CREATED and order in e.orders for e in events))
+        for part, event_type in PART_EVENT_TYPES.items():
+            minutes = [by_index[c[0]].minute for c in calls if c[2] == order and c[1] == event_type]
+            assert minutes == sorted(set(minutes)), (order, part, minutes)  # handlers never move backwards
+            carriers = [e for e in events if order in e.orders and e.event_type in (ORDER_CREATED, event_type)]
+            newest = max(carriers, key=lambda e: e.minute, default=None)
+            if newest is not None and newest.event_type == event_type:
+                assert minutes and minutes[-1] == newest.minute, (order, part, minutes)
 
 
 # --- the run ----------------------------------------------------------------------------------------------
@@ -203,10 +242,16 @@ class Soak:
         self.deliveries = 0
         self.faults_armed = 0
         self.concurrent = 0
+        self.replays = 0
         self._ids = itertools.count()
 
     def event_id(self, n: int, index: int) -> str:
         return f"ex{n}-evt{index}"
+
+    @staticmethod
+    def index_of(event_id: str) -> int:
+        """The klikit event an event id belongs to: its own id, or a replay of it (`ex0-evt3-replay1`)."""
+        return int(event_id.split("-evt", 1)[1].split("-", 1)[0])
 
     def order_id(self, n: int, order: int) -> str:
         return f"ex{n}-order{order}"
@@ -226,12 +271,13 @@ class Soak:
         ]
         return json.dumps({"brand_id": 663, "branch_id": 1062, "orders": orders}).encode()
 
-    def run(self, events: list[KlikitEvent], steps: list[Send | Poll]) -> None:
+    def run(self, events: list[KlikitEvent], steps: list[Send | Replay | Poll]) -> None:
         n = next(self._ids)
         self.examples += 1
         self.faults.clear()
         self.counter.fail_next.clear()
         self.counter.effects.clear()
+        self.counter.calls.clear()
         self.faults.put_keys.clear()
         requests = {
             e.index: klikit_event(self.body(n, e), event_id=self.event_id(n, e.index), event_type=e.event_type)
@@ -242,6 +288,14 @@ class Soak:
             self.steps += 1
             if isinstance(step, Send):
                 self.send(requests[step.event], step, acknowledged)
+            elif isinstance(step, Replay):
+                self.replays += 1
+                event = events[step.event]
+                replay_id = f"{self.event_id(n, event.index)}-replay{next(self._ids)}"
+                copy = klikit_event(
+                    self.body(n, event), event_id=replay_id, event_type=step.as_type or event.event_type
+                )
+                self.pipeline.send_until_acknowledged(copy)
             else:
                 if step.fault:
                     self.faults_armed += 1
@@ -285,9 +339,10 @@ class Soak:
     def check(self, n: int, events: list[KlikitEvent]) -> None:
         assert self.pipeline.queue_depth() == 0
         assert self.pipeline.dlq() == []
-        expected_effects = {(self.event_id(n, e.index), self.order_id(n, o)): 1 for e in events for o in e.orders}
-        assert dict(self.counter.effects) == expected_effects  # every signed event, every order, exactly once
-        for order in sorted({o for e in events for o in e.orders}):
+        order_numbers = {self.order_id(n, o): o for e in events for o in e.orders}
+        calls = [(self.index_of(e), t, order_numbers[o]) for e, t, o in self.counter.calls]
+        check_effects(events, calls)
+        for order in sorted(set(order_numbers.values())):
             model = expected_projection(events, order)
             item = self.pipeline.order(self.order_id(n, order))
             assert item is not None
@@ -296,7 +351,7 @@ class Soak:
             if "cart" in model:
                 assert [(line["klikit_sku_id"], line["quantity"]) for line in item["cart"]] == model["cart"]
             index, updated_at = model["last"]
-            assert item["last_event_id"] == self.event_id(n, index)
+            assert self.index_of(item["last_event_id"]) == index  # the newest event, or a copy of it
             assert item["updated_at"] == updated_at
 
 
@@ -308,7 +363,7 @@ def test_property_any_interleaving_of_deliveries_faults_and_retries_ends_exactly
 
     @settings(settings.get_profile("reliability"), max_examples=SOAK_EXAMPLES)
     @given(scenario=scenarios())
-    def run(scenario: tuple[list[KlikitEvent], list[Send | Poll]]) -> None:
+    def run(scenario: tuple[list[KlikitEvent], list[Send | Replay | Poll]]) -> None:
         soak.run(*scenario)
 
     run()
@@ -321,6 +376,7 @@ def test_property_any_interleaving_of_deliveries_faults_and_retries_ends_exactly
             "deliveries": soak.deliveries,
             "faults_armed": soak.faults_armed,
             "concurrent_repeats": soak.concurrent,
+            "replays_under_new_ids": soak.replays,
             "seconds": round(time.perf_counter() - started, 1),
         },
     )

@@ -9,10 +9,18 @@ from typing import Any
 import boto3
 import pytest
 
-from klikit.delivery import QUARANTINE_DETAIL, QUARANTINE_REASON, archive_key, claim_check_key, sqs_message
+from klikit.delivery import (
+    QUARANTINE_DETAIL,
+    QUARANTINE_REASON,
+    archive_key,
+    claim_check_key,
+    received_day,
+    sqs_message,
+)
 from klikit.events import ORDER_CREATED, ORDER_STATUS_UPDATED
 from processor.models import UnknownEvent
 from processor.registry import Registry
+from tests.conftest import FIXTURES
 from tests.integration.processor.conftest import Output
 from tests.integration.processor.helpers import (
     delivery,
@@ -29,8 +37,9 @@ Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 UNKNOWN_TYPE = "klikit.order.refunded"
 
 
-def _archived(aws: LocalResources, event_id: str) -> bool:
-    listing = boto3.client("s3").list_objects_v2(Bucket=aws.bucket, Prefix=archive_key(event_id))
+def _archived(aws: LocalResources, event_id: str, received_at: str = "2026-06-25T09:30:00Z") -> bool:
+    key = archive_key(event_id, received_day(received_at))
+    listing = boto3.client("s3").list_objects_v2(Bucket=aws.bucket, Prefix=key)
     return listing.get("KeyCount", 0) > 0
 
 
@@ -48,8 +57,8 @@ def _unsigned_message(_: dict[str, Any]) -> dict[str, Any]:
     [
         (b"<html>502 Bad Gateway</html>", None, "not_json"),
         (b'{"brand_id":663,"branch_id":1062,"orders":[]}', None, "invalid_envelope"),
-        (b'{"brand_id":663,"branch_id":1062,"orders":[{"status":5}]}', None, "invalid_envelope"),
-        (b'{"brand_id":663,"branch_id":1062,"orders":[{"id":1,"total":"Aisha Rahman"}]}', None, "invalid_envelope"),
+        (b'{"brand_id":663,"branch_id":1062,"orders":[{"status":5}]}', None, "invalid_order"),
+        (b'{"brand_id":663,"branch_id":1062,"orders":[{"id":1,"total":"Aisha Rahman"}]}', None, "invalid_order"),
         ("order_created_v2_batch.json", _tampered, "body_hash_mismatch"),
         ("order_created_v2_batch.json", _unsigned_message, "not_a_klikit_delivery"),
     ],
@@ -87,7 +96,7 @@ def test_poison_is_quarantined_in_the_dlq_with_its_reason_and_not_retried(
     assert _archived(aws, "evt-poison") is (reason not in {"body_hash_mismatch", "not_a_klikit_delivery"})
 
 
-def test_the_invalid_envelope_reason_names_the_field_without_its_value(processor: Invoke, aws: LocalResources) -> None:
+def test_the_invalid_order_reason_names_the_field_without_its_value(processor: Invoke, aws: LocalResources) -> None:
     body = b'{"brand_id":663,"branch_id":1062,"orders":[{"id":1,"total":"Aisha Rahman"}]}'
     processor(sqs_event(sqs_record(delivery(body, ORDER_CREATED))))
 
@@ -179,3 +188,42 @@ def test_a_failing_catch_all_is_retried(processor: Invoke, registry: Registry) -
     assert failed_ids(processor(sqs_event(sqs_record(refund, receive_count=2)))) == []
     assert failed_ids(processor(sqs_event(sqs_record(refund, receive_count=3)))) == []
     assert attempts == ["evt-flaky", "evt-flaky"]
+
+
+def test_one_unusable_order_is_quarantined_after_the_other_orders_of_its_delivery_were_processed(
+    processor: Invoke, registry: Registry, aws: LocalResources
+) -> None:
+    tickets: list[str] = []
+    registry.on(ORDER_CREATED, name="pos.ticket")(lambda event: tickets.append(event.order_id))
+    document = json.loads((FIXTURES / "order_created_v2_batch.json").read_bytes())
+    document["orders"][1]["id"] = True  # no usable id: nothing can be stored for this order
+    # numbers in text fields are taken as their text
+    document["orders"][0]["external_id"] = 12345
+    document["orders"][0]["cart"][0].update({"klikit_sku_id": 1001, "title": 7})
+    record = sqs_record(delivery(json.dumps(document).encode(), ORDER_CREATED, event_id="evt-one-bad"))
+
+    response = processor(sqs_event(record))
+
+    assert failed_ids(response) == []
+    item = order_item(aws, "7821")
+    assert item is not None and item["external_id"] == "12345"
+    assert (item["cart"][0]["klikit_sku_id"], item["cart"][0]["title"]) == ("1001", "7")
+    assert tickets == ["7821"]
+    [quarantined] = dlq_messages(aws)
+    assert quarantined.attributes[QUARANTINE_REASON] == "invalid_order"
+    assert quarantined.attributes[QUARANTINE_DETAIL].startswith("orders.1.id:")
+
+    # after a fix, the redrive re-runs only what did not complete: order 7821's ticket is not printed again
+    processor(
+        sqs_event(
+            lambda_record(
+                quarantined.body,
+                {
+                    k: {"DataType": "String", "StringValue": v}
+                    for k, v in quarantined.attributes.items()
+                    if k not in (QUARANTINE_REASON, QUARANTINE_DETAIL)
+                },
+            )
+        )
+    )
+    assert tickets == ["7821"]

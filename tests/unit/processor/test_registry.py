@@ -48,3 +48,25 @@ def test_the_worked_example_is_registered_for_new_orders() -> None:
     import processor.integrations  # noqa: F401
 
     assert "example.kitchen-ticket" in [h.name for h in REGISTRY.handlers_for(ORDER_CREATED)]
+
+
+@pytest.mark.parametrize("name", ["klikit.order-projection", "klikit.eventbridge-fanout", "klikit.anything"])
+def test_a_handler_named_like_a_built_in_is_refused_at_registration(name: str) -> None:
+    registry = Registry()
+
+    with pytest.raises(ValueError, match="built-ins"):
+        registry.on(ORDER_CREATED, name=name)(lambda event: None)
+    with pytest.raises(ValueError, match="built-ins"):
+        registry.on_unknown_event(name=name)(lambda event: None)
+    assert registry.handlers_for(ORDER_CREATED) == [] and registry.catch_all() == []
+
+
+def test_a_handler_opts_in_to_stale_events_explicitly() -> None:
+    registry = Registry()
+    registry.on(ORDER_CREATED, name="pos")(lambda event: None)
+    registry.on(ORDER_CREATED, name="audit", include_stale=True)(lambda event: None)
+
+    assert [(h.name, h.include_stale) for h in registry.handlers_for(ORDER_CREATED)] == [
+        ("pos", False),
+        ("audit", True),
+    ]
