@@ -55,6 +55,11 @@ LAMBDA_MAX_TIMEOUT_SECONDS = 900
 # SQS caps the visibility timeout at 12 hours; the queue's is 6x the processor timeout.
 SQS_MAX_VISIBILITY_SECONDS = 43_200
 
+# A delivery can sit in the queue, then in the DLQ, then wait for someone to fix the cause and redrive it: the
+# effects it already had must still be remembered when it comes back.
+REDRIVE_MARGIN_DAYS = 7
+MIN_EFFECTS_WINDOW_DAYS = spec.QUEUE_RETENTION_DAYS + spec.DLQ_RETENTION_DAYS + REDRIVE_MARGIN_DAYS
+
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
@@ -280,6 +285,15 @@ def load_config(context: Mapping[str, Any]) -> StackConfig:
         )
     values = {key: _parse(key, context[key]) for key in KEYS if key in context}
     config = StackConfig(**values)
+    if config.idempotency_ttl_days < MIN_EFFECTS_WINDOW_DAYS:
+        # the processor's effects table keeps its records this long: a redrive after they expired repeats effects
+        raise _bad(
+            "idempotency_ttl_days",
+            config.idempotency_ttl_days,
+            f"the effects window must outlive the queue's retention ({spec.QUEUE_RETENTION_DAYS} days), the DLQ's "
+            f"({spec.DLQ_RETENTION_DAYS} days) and {REDRIVE_MARGIN_DAYS} days to redrive: at least "
+            f"{MIN_EFFECTS_WINDOW_DAYS}",
+        )
     reserved = config.processor_reserved_concurrency
     if reserved is not None and reserved < config.processor_max_concurrency:
         raise _bad(

@@ -137,6 +137,13 @@ class Observability(Construct):
             **at_least_one,
         )
         self._alarm(
+            "WebhookSecretMisconfigured",
+            "The webhook secret's value is malformed rotation JSON: deliveries get 503 (or the last good secret, "
+            'for its grace period). Put {"active": ["<new>", "<old>"]} or the plain secret (docs/deploy.md).',
+            receiver_metric(names.SECRET_MISCONFIGURED),
+            **at_least_one,
+        )
+        self._alarm(
             "ProcessorErrors",
             "The processor invocation crashed or timed out; failing records alarm as ProcessingFailures.",
             processor.metric_errors(period=PERIOD, statistic="Sum"),
@@ -206,6 +213,8 @@ class Observability(Construct):
                     receiver_metric(names.OFFLOADED_TO_S3, "claim checks"),
                     receiver_metric(names.REJECTED_SIGNATURE, "bad signature"),
                     receiver_metric(names.ENQUEUE_FAILURES, "enqueue failures"),
+                    receiver_metric(names.SECRET_GRACE_USED, "last good secret used"),
+                    receiver_metric(names.SECRET_MISCONFIGURED, "secret misconfigured"),
                 ],
                 width=8,
             ),

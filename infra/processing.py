@@ -117,7 +117,11 @@ class Processing(Construct):
         iam.Grant.add_to_principal(
             grantee=function,
             actions=["s3:PutObject"],
-            resource_arns=[bucket.arn_for_objects(f"{spec.ARCHIVE_OBJECTS_PREFIX}*")],
+            resource_arns=[
+                bucket.arn_for_objects(f"{spec.ARCHIVE_OBJECTS_PREFIX}*"),
+                # a poison body too large for the DLQ once the quarantine reasons are added
+                bucket.arn_for_objects(f"{spec.CLAIM_CHECKS_PREFIX}*"),
+            ],
         )
         # Without ListBucket, S3 answers a missing claim check 403 (retried into the DLQ with no reason) instead of
         # 404 (quarantined as claim_check_missing); the prefix condition keeps the rest of the bucket unlistable.

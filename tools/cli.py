@@ -761,11 +761,17 @@ def cmd_dlq_redrive(args: argparse.Namespace) -> int:
             _say(f"  {moved} moved")
 
     wanted = set(args.event_id) if args.event_id else None
-    moved = dead_letters.redrive(sqs, target.dlq_url, target.queue_url, wanted, args.limit, progress)
+    moved, came_back = dead_letters.redrive(sqs, target.dlq_url, target.queue_url, wanted, args.limit, progress)
     _say(
         f"moved {_plural(moved, 'delivery', 'deliveries')} back to the queue; the processor takes them again "
         f"(./klikit logs --follow{_where(args)})"
     )
+    if came_back:
+        _say(
+            f"{_plural(came_back, 'delivery', 'deliveries')} came back to the DLQ during this run (quarantined again) "
+            f"and {'was' if came_back == 1 else 'were'} not moved twice: fix the cause first, see "
+            f"./klikit dlq list{_where(args)}"
+        )
     if wanted and moved == 0:
         raise CliError(f"none of {', '.join(sorted(wanted))} is in the DLQ: see ./klikit dlq list{_where(args)}")
     return 0

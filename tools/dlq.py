@@ -3,16 +3,22 @@
 A redrive is receive / send / delete (moto has no StartMessageMoveTask, and the quarantine attributes must go):
 each message goes back with its body and its delivery attributes, without `quarantine_reason` and
 `quarantine_detail`, and leaves the DLQ only once the main queue has it.
+
+A run moves each delivery at most once. A poison delivery redriven before its cause is fixed is quarantined again
+by the processor, under a new message id, while the run is still reading the DLQ: the run remembers what it moved
+(event id and body SHA-256) and stops when one comes back, and it never moves more than the DLQ held when it began.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from klikit.delivery import (
     BODY_S3_URI,
+    BODY_SHA256,
     EVENT_ID,
     EVENT_TYPE,
     QUARANTINE_DETAIL,
@@ -60,6 +66,12 @@ class DeadLetter:
             "body_chars": len(self.body),
             "message_id": self.message_id,
         }
+
+    @property
+    def delivery(self) -> str:
+        """What stays the same when the processor quarantines the delivery again: its event id and body hash."""
+        body_sha256 = self.attribute(BODY_SHA256) or hashlib.sha256(self.body.encode("utf-8")).hexdigest()
+        return f"{self.attribute(EVENT_ID) or ''}|{body_sha256}"
 
     def redrive_attributes(self) -> dict[str, dict[str, Any]]:
         return {
@@ -137,6 +149,11 @@ def list_dead_letters(
     return sorted(seen.values(), key=lambda letter: letter.sent_at_ms)
 
 
+class Redriven(NamedTuple):
+    moved: int
+    came_back: int  # deliveries this run had moved that were quarantined again before it ended
+
+
 def redrive(
     sqs: Any,
     dlq_url: str,
@@ -145,17 +162,24 @@ def redrive(
     limit: int = DEFAULT_LIMIT,
     progress: Callable[[int], None] | None = None,
     wait_seconds: int = WAIT_SECONDS,
-) -> int:
-    """Move DLQ messages (all, or those of `event_ids`) back to the main queue; the number moved."""
-    moved = 0
+) -> Redriven:
+    """Move DLQ messages (all, or those of `event_ids`) back to the main queue, each delivery at most once."""
+    budget = min(limit, depth(sqs, dlq_url))  # what the DLQ held when the run began: never more
+    moved: set[str] = set()
+    came_back: set[str] = set()
     skipped: dict[str, DeadLetter] = {}
     try:
-        while moved < limit:
-            received = _receive(sqs, dlq_url, limit - moved, wait_seconds)
+        while len(moved) < budget and not came_back:
+            received = _receive(sqs, dlq_url, budget - len(moved), wait_seconds)
             batch = [letter for letter in received if letter.message_id not in skipped]
             if not batch:
                 break
-            for letter in batch:
+            for index, letter in enumerate(batch):
+                if letter.delivery in moved or len(moved) >= budget:
+                    if letter.delivery in moved:
+                        came_back.add(letter.delivery)  # quarantined again: it stays in the DLQ and the run stops
+                    skipped.update((later.message_id, later) for later in batch[index:])
+                    break
                 if event_ids is not None and letter.attribute(EVENT_ID) not in event_ids:
                     skipped[letter.message_id] = letter
                     continue
@@ -165,9 +189,9 @@ def redrive(
                     MessageAttributes=letter.redrive_attributes(),
                 )
                 sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=letter.receipt_handle)
-                moved += 1
+                moved.add(letter.delivery)
                 if progress is not None:
-                    progress(moved)
+                    progress(len(moved))
     finally:
         _release(sqs, dlq_url, list(skipped.values()))
-    return moved
+    return Redriven(len(moved), len(came_back))

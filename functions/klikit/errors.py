@@ -78,6 +78,11 @@ class SecretUnavailable(EnqueueFailed):
     """The webhook secret could not be read, so the delivery cannot be verified yet."""
 
 
+class SecretMisconfigured(SecretUnavailable):
+    """The secret's value looks like rotation JSON but is not `{"active": [...]}`. The message says what is wrong,
+    never what the value is."""
+
+
 # --- processor side --------------------------------------------------------------------------------------
 
 

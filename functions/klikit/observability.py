@@ -24,6 +24,8 @@ ENQUEUED = "Enqueued"
 OFFLOADED_TO_S3 = "OffloadedToS3"
 ENQUEUE_FAILURES = "EnqueueFailures"
 SECRET_REFRESHES = "SecretRefreshes"
+SECRET_MISCONFIGURED = "SecretMisconfigured"  # the secret's value is malformed rotation JSON (alarmed)
+SECRET_GRACE_USED = "SecretGraceUsed"  # verified with the last good secret during an outage or a bad value
 
 # API Gateway metrics, from a metric filter on the stage's access log (dimension: stage)
 API_THROTTLED = "ApiThrottledRequests"

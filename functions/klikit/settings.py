@@ -23,6 +23,7 @@ MAX_BODY_BYTES = "MAX_BODY_BYTES"
 SQS_MAX_MESSAGE_BYTES = "SQS_MAX_MESSAGE_BYTES"
 SECRET_CACHE_SECONDS = "SECRET_CACHE_SECONDS"
 SECRET_REFRESH_MIN_INTERVAL_SECONDS = "SECRET_REFRESH_MIN_INTERVAL_SECONDS"
+SECRET_GRACE_SECONDS = "SECRET_GRACE_SECONDS"
 AWS_CALL_TIMEOUT_SECONDS = "AWS_CALL_TIMEOUT_SECONDS"
 ORDERS_TABLE_NAME = "ORDERS_TABLE_NAME"
 EFFECTS_TABLE_NAME = "EFFECTS_TABLE_NAME"
@@ -40,6 +41,9 @@ DEFAULT_MAX_BODY_BYTES = limits.MAX_BODY_BYTES  # the largest body API Gateway c
 DEFAULT_SQS_MAX_MESSAGE_BYTES = 1024 * 1024  # the stack sets the queue's MaximumMessageSize to this
 DEFAULT_SECRET_CACHE_SECONDS = 300
 DEFAULT_SECRET_REFRESH_MIN_INTERVAL_SECONDS = 30
+# How long the last good secret is used while Secrets Manager cannot be read: long enough to ride out an outage,
+# short enough that a secret removed during one stops working within the hour.
+DEFAULT_SECRET_GRACE_SECONDS = 3600
 DEFAULT_AWS_CALL_TIMEOUT_SECONDS = 2.0
 DEFAULT_RECONCILE_LOOKBACK_HOURS = 24
 KLIKIT_PROD_API_URL = "https://gateway-enterprise.klikit.io/v1/partner"  # FACTS.md section 8
@@ -79,6 +83,7 @@ class ReceiverSettings(NamedTuple):
     secret_cache_seconds: int
     secret_refresh_min_interval_seconds: float
     aws_call_timeout_seconds: float
+    secret_grace_seconds: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ReceiverSettings:
@@ -102,6 +107,7 @@ class ReceiverSettings(NamedTuple):
             aws_call_timeout_seconds=_number(
                 env, AWS_CALL_TIMEOUT_SECONDS, DEFAULT_AWS_CALL_TIMEOUT_SECONDS, float, 0.1
             ),
+            secret_grace_seconds=_number(env, SECRET_GRACE_SECONDS, DEFAULT_SECRET_GRACE_SECONDS, int, 0),
         )
 
 
@@ -114,6 +120,8 @@ class ProcessorSettings(NamedTuple):
     event_bus_name: str | None
     aws_call_timeout_seconds: float
     tracing: bool = False
+    # the DLQ's limit: a poison body near it is quarantined as a claim check
+    sqs_max_message_bytes: int = DEFAULT_SQS_MAX_MESSAGE_BYTES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProcessorSettings:
@@ -129,6 +137,7 @@ class ProcessorSettings(NamedTuple):
                 env, AWS_CALL_TIMEOUT_SECONDS, DEFAULT_AWS_CALL_TIMEOUT_SECONDS, float, 0.1
             ),
             tracing=env.get(TRACING_ENABLED, "").strip().lower() == "true",
+            sqs_max_message_bytes=_number(env, SQS_MAX_MESSAGE_BYTES, DEFAULT_SQS_MAX_MESSAGE_BYTES, int, 1024),
         )
 
 

@@ -6,6 +6,7 @@ boto3 lives here only. Each adapter takes its client, so tests can hand in any c
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -16,7 +17,20 @@ from urllib.parse import quote
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from klikit.delivery import QUARANTINE_DETAIL, QUARANTINE_REASON, QueuedDelivery, archive_key, received_day
+from klikit.delivery import (
+    BASE64,
+    BODY_ENCODING,
+    BODY_S3_URI,
+    CLAIM_CHECK_PREFIX,
+    EVENT_ID,
+    QUARANTINE_DETAIL,
+    QUARANTINE_REASON,
+    UTF8,
+    QueuedDelivery,
+    archive_key,
+    key_token,
+    received_day,
+)
 from klikit.errors import PoisonDelivery, PublishFailed
 from processor.projection import Clock, Mode, PartWrite
 
@@ -97,11 +111,18 @@ def _boto3_attributes(attributes: Mapping[str, Any]) -> dict[str, dict[str, Any]
 
 
 class Quarantine:
-    """Moves a poison record to the DLQ itself, with the reason, so it does not burn retries first."""
+    """Moves a poison record to the DLQ itself, with the reason, so it does not burn retries first.
 
-    def __init__(self, sqs: Any, dlq_url: str) -> None:
+    A body within a few hundred bytes of SQS's limit no longer fits once the reasons are added: its bytes then go
+    to S3 as a claim check, like the receiver's large bodies, so the DLQ copy is small and a redrive reads it back
+    (trimming the attributes instead would lose the delivery's own ones, which a redrive needs)."""
+
+    def __init__(self, sqs: Any, dlq_url: str, s3: Any, bucket: str, max_message_bytes: int) -> None:
         self._sqs = sqs
         self._dlq_url = dlq_url
+        self._s3 = s3
+        self._bucket = bucket
+        self._max_message_bytes = max_message_bytes
 
     def send(self, record: Mapping[str, Any], reason: str, detail: str) -> None:
         original = record.get("messageAttributes") or record.get("MessageAttributes") or {}
@@ -112,8 +133,41 @@ class Quarantine:
         kept = dict(list(attributes.items())[: SQS_MAX_ATTRIBUTES - 2])
         kept[QUARANTINE_REASON] = {"DataType": "String", "StringValue": reason[:MAX_QUARANTINE_DETAIL]}
         kept[QUARANTINE_DETAIL] = {"DataType": "String", "StringValue": (detail or "-")[:MAX_QUARANTINE_DETAIL]}
-        body = record.get("body", record.get("Body"))
-        self._sqs.send_message(QueueUrl=self._dlq_url, MessageBody=body or "(empty body)", MessageAttributes=kept)
+        body = str(record.get("body", record.get("Body")) or "") or "(empty body)"
+        if _message_bytes(body, kept) > self._max_message_bytes:
+            body = self._claim_check(record, body, kept)
+        self._sqs.send_message(QueueUrl=self._dlq_url, MessageBody=body, MessageAttributes=kept)
+
+    def _claim_check(self, record: Mapping[str, Any], body: str, attributes: dict[str, dict[str, Any]]) -> str:
+        """Put the delivery's bytes in S3 and point `attributes` at them; the claim-check message body."""
+        raw = _raw_bytes(body, attributes.get(BODY_ENCODING, {}).get("StringValue"))
+        owner = attributes.get(EVENT_ID, {}).get("StringValue") or str(record.get("messageId", record.get("MessageId")))
+        key = f"{CLAIM_CHECK_PREFIX}{key_token(owner)}/{hashlib.sha256(raw).hexdigest()}"
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=raw, ContentType="application/octet-stream")
+        uri = f"s3://{self._bucket}/{key}"
+        attributes[BODY_S3_URI] = {"DataType": "String", "StringValue": uri}
+        attributes[BODY_ENCODING] = {"DataType": "String", "StringValue": UTF8}
+        return json.dumps({"claim_check": uri, "bytes": len(raw)})
+
+
+def _message_bytes(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:
+    """What SQS counts against its limit: the body, and each attribute's name, type and value."""
+    size = len(body.encode("utf-8"))
+    for name, attribute in attributes.items():
+        value = attribute.get("StringValue", attribute.get("BinaryValue", b""))
+        size += len(name.encode()) + len(str(attribute["DataType"]).encode())
+        size += len(value.encode("utf-8")) if isinstance(value, str) else len(value)
+    return size
+
+
+def _raw_bytes(body: str, encoding: str | None) -> bytes:
+    """The bytes klikit sent, as the message carried them (the text itself, or base64 of them)."""
+    if encoding == BASE64:
+        try:
+            return base64.b64decode(body, validate=True)
+        except ValueError:
+            pass  # not base64 after all (that is why it is poison): keep the text as it was
+    return body.encode("utf-8")
 
 
 class DynamoOrdersTable:

@@ -108,7 +108,13 @@ class ProcessorApp:
         timeout = settings.aws_call_timeout_seconds
         return cls(
             payloads=PayloadBucket(client("s3", timeout), settings.payload_bucket),
-            quarantine=Quarantine(client("sqs", timeout), settings.dlq_url),
+            quarantine=Quarantine(
+                client("sqs", timeout),
+                settings.dlq_url,
+                client("s3", timeout),
+                settings.payload_bucket,
+                settings.sqs_max_message_bytes,
+            ),
             orders=DynamoOrdersTable(client("dynamodb", timeout), settings.orders_table),
             bus=EventBus(client("events", timeout), settings.event_bus_name) if settings.event_bus_name else None,
             persistence=DynamoDBPersistenceLayer(

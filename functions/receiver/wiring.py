@@ -44,5 +44,6 @@ def build_intake(settings: ReceiverSettings | None = None) -> Intake:
         secret_id=settings.secret_id,
         cache_seconds=settings.secret_cache_seconds,
         refresh_min_interval_seconds=settings.secret_refresh_min_interval_seconds,
+        grace_seconds=settings.secret_grace_seconds,
     )
     return Intake(secrets=secrets, admitter=admission, max_body_bytes=settings.max_body_bytes)

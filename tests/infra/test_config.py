@@ -114,6 +114,20 @@ def test_bad_value_fails_with_the_key_and_value_named(key: str, value: Any) -> N
     assert repr(bad) in message, message
 
 
+@pytest.mark.parametrize("days", [1, 24])
+def test_an_effects_window_a_redrive_could_outlive_is_refused_naming_the_key(days: int) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config({"idempotency_ttl_days": days})
+
+    message = str(error.value)
+    assert message.startswith(f"invalid cdk.json context 'idempotency_ttl_days': {days} ")
+    assert "at least 25" in message and "DLQ" in message
+
+
+def test_an_effects_window_as_long_as_queue_dlq_and_redrive_is_accepted() -> None:
+    assert load_config({"idempotency_ttl_days": 25}).idempotency_ttl_days == 25
+
+
 def test_misspelt_key_fails_instead_of_being_ignored() -> None:
     with pytest.raises(ConfigError, match=re.escape("unknown cdk.json context 'alarm_emial': 'ops@example.com'")):
         load_config({"alarm_emial": "ops@example.com"})

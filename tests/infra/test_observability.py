@@ -67,6 +67,7 @@ def test_api_5xx_raises_an_alarm(dev: Synthesized) -> None:
     [
         (names.RECEIVER_SERVICE, names.REJECTED_SIGNATURE, 10),
         (names.RECEIVER_SERVICE, names.ENQUEUE_FAILURES, 1),
+        (names.RECEIVER_SERVICE, names.SECRET_MISCONFIGURED, 1),  # malformed rotation JSON
         (names.PROCESSOR_SERVICE, names.PROCESSING_FAILED, 1),
     ],
 )

@@ -80,7 +80,7 @@ def test_processor_holds_exactly_its_grants(dev: Synthesized) -> None:
         "s3:GetObject": {claim_checks, archive},
         # only with the prefix condition, so a missing claim check is a 404 (test below)
         "s3:ListBucket": {(r["bucket"], None)},
-        "s3:PutObject": {archive},
+        "s3:PutObject": {archive, claim_checks},  # claim checks: a poison body too large for the DLQ
     }
 
 

@@ -340,9 +340,9 @@ def test_redrive_moves_body_and_delivery_attributes_back_without_the_quarantine_
     _quarantine(sqs, aws, "evt-2", None)
     progress: list[int] = []
 
-    moved = dlq.redrive(sqs, aws.dlq_url, aws.queue_url, progress=progress.append, wait_seconds=0)
+    redriven = dlq.redrive(sqs, aws.dlq_url, aws.queue_url, progress=progress.append, wait_seconds=0)
 
-    assert moved == 2
+    assert redriven == (2, 0)
     assert progress == [1, 2]
     assert _drain(sqs, aws.dlq_url) == []
     back = _drain(sqs, aws.queue_url)
@@ -359,15 +359,61 @@ def test_redrive_of_chosen_event_ids_leaves_the_others_in_the_dlq(aws: LocalReso
     for event_id in ("evt-keep", "evt-move", "evt-keep-2"):
         _quarantine(sqs, aws, event_id, "not_json")
 
-    moved = dlq.redrive(sqs, aws.dlq_url, aws.queue_url, event_ids={"evt-move"}, wait_seconds=0)
+    redriven = dlq.redrive(sqs, aws.dlq_url, aws.queue_url, event_ids={"evt-move"}, wait_seconds=0)
 
-    assert moved == 1
+    assert redriven.moved == 1
     assert [m["MessageAttributes"]["event_id"]["StringValue"] for m in _drain(sqs, aws.queue_url)] == ["evt-move"]
     assert dlq.depth(sqs, aws.dlq_url) == 2
 
 
 def test_redrive_of_an_empty_dlq_moves_nothing(aws: LocalResources) -> None:
-    assert dlq.redrive(boto3.client("sqs", region_name=LOCAL_REGION), aws.dlq_url, aws.queue_url, wait_seconds=0) == 0
+    assert dlq.redrive(boto3.client("sqs", region_name=LOCAL_REGION), aws.dlq_url, aws.queue_url, wait_seconds=0) == (
+        0,
+        0,
+    )
+
+
+class FakeQuarantiningProcessor:
+    """The SQS client a redrive uses, with a processor behind the main queue that quarantines every delivery it
+    gets again (the cause is not fixed yet): each message sent to the queue reappears in the DLQ, new message id."""
+
+    def __init__(self, sqs: Any, aws: LocalResources) -> None:
+        self._sqs = sqs
+        self._aws = aws
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqs, name)
+
+    def send_message(self, **params: Any) -> Any:
+        sent = self._sqs.send_message(**params)
+        if params["QueueUrl"] == self._aws.queue_url:
+            _drain(self._sqs, self._aws.queue_url)
+            self._sqs.send_message(**{**params, "QueueUrl": self._aws.dlq_url})
+        return sent
+
+
+def test_redrive_moves_each_delivery_once_even_when_everything_it_moves_comes_back(aws: LocalResources) -> None:
+    sqs = boto3.client("sqs", region_name=LOCAL_REGION)
+    _quarantine(sqs, aws, "evt-poison", "not_json")
+    _quarantine(sqs, aws, "evt-poison-2", "not_json")
+
+    redriven = dlq.redrive(FakeQuarantiningProcessor(sqs, aws), aws.dlq_url, aws.queue_url, wait_seconds=0)
+
+    assert redriven.moved == 2  # not "moved 1000 deliveries": at most what the DLQ held when the run began
+    assert dlq.depth(sqs, aws.dlq_url) == 2  # both were quarantined again, nothing lost
+
+
+def test_redrive_stops_when_a_delivery_it_moved_comes_back_and_counts_it(aws: LocalResources) -> None:
+    sqs = boto3.client("sqs", region_name=LOCAL_REGION)
+    for event_id in ("evt-poison", "evt-other", "evt-other-2"):
+        _quarantine(sqs, aws, event_id, "not_json")
+
+    redriven = dlq.redrive(
+        FakeQuarantiningProcessor(sqs, aws), aws.dlq_url, aws.queue_url, event_ids={"evt-poison"}, wait_seconds=0
+    )
+
+    assert redriven == (1, 1)
+    assert dlq.depth(sqs, aws.dlq_url) == 3
 
 
 # --- logs ------------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from klikit.delivery import (
     claim_check_key,
     received_day,
     sqs_message,
+    sqs_message_size,
 )
 from klikit.events import ORDER_CREATED, ORDER_STATUS_UPDATED
 from processor.models import UnknownEvent
@@ -227,3 +228,26 @@ def test_one_unusable_order_is_quarantined_after_the_other_orders_of_its_deliver
         )
     )
     assert tickets == ["7821"]
+
+
+def test_a_poison_body_within_bytes_of_sqs_limit_is_quarantined_as_a_claim_check(
+    processor: Invoke, aws: LocalResources
+) -> None:
+    probe = delivery(b"", ORDER_CREATED, event_id="evt-huge-poison")
+    attributes_bytes = sqs_message_size("", sqs_message(probe)[1])
+    # not JSON, and 20 bytes short of SQS's 1 MiB with the delivery's own attributes: it fits the queue, but
+    # not the DLQ once the quarantine reason and detail are added
+    body = b"<" * (1024 * 1024 - attributes_bytes - 20)
+    poison = delivery(body, ORDER_CREATED, event_id="evt-huge-poison")
+    assert sqs_message_size(*sqs_message(poison)) < 1024 * 1024
+
+    response = processor(sqs_event(sqs_record(poison)))
+
+    assert failed_ids(response) == []
+    [quarantined] = dlq_messages(aws)
+    assert quarantined.attributes[QUARANTINE_REASON] == "not_json"
+    uri = quarantined.attributes["body_s3_uri"]
+    assert len(quarantined.body) < 1024 and json.loads(quarantined.body)["claim_check"] == uri
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    assert boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read() == body
+    assert quarantined.attributes["body_sha256"] == poison.body_sha256  # a redrive reads and checks it again

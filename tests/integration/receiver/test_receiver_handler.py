@@ -301,6 +301,47 @@ def test_forged_traffic_refreshes_the_secret_at_most_once_per_interval(receive: 
     assert faults.calls.get("secretsmanager.GetSecretValue") == 2
 
 
+def test_a_secrets_manager_outage_keeps_verifying_with_the_last_good_secret_and_still_refuses_forgeries(
+    receive: Receive,
+    queued: Queued,
+    faults: Faults,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("SECRET_CACHE_SECONDS", "0")  # every delivery reads Secrets Manager: the cache has expired
+    assert receive(api_event(CREATED, secret=SECRET))[0] == 200
+    faults.fail("secretsmanager.GetSecretValue", code="InternalServiceError", times=-1)
+
+    assert receive(api_event(CREATED, secret=SECRET))[0] == 200
+    assert receive(api_event(CREATED, secret="forger"))[0] == 401
+
+    assert len(queued()) == 2
+    assert '"SecretGraceUsed":[1' in capsys.readouterr().out.replace(" ", "")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [" " + json.dumps({"active": [SECRET]}), json.dumps({"active": SECRET}), '{"active": []}', '{"Active": ["x"]}'],
+    ids=["leading-space", "active-not-a-list", "active-empty", "wrong-case"],
+)
+def test_malformed_rotation_json_is_a_configuration_error_with_its_log_line_and_metric(
+    receive: Receive,
+    aws: LocalResources,
+    structured_logs: StructuredLogs,
+    capsys: pytest.CaptureFixture[str],
+    value: str,
+) -> None:
+    set_secret(aws, value)
+
+    status, body = receive(api_event(CREATED, secret=SECRET))
+
+    assert (status, body["error"]) == (503, "temporarily unavailable")  # klikit retries once the value is fixed
+    [line] = [r for r in structured_logs.records() if "malformed rotation JSON" in r["message"]]
+    assert line["level"] == "ERROR" and line["expected"] == '{"active": ["<new secret>", "<old secret>"]}'
+    assert SECRET not in structured_logs.text
+    assert '"SecretMisconfigured":[1' in capsys.readouterr().out.replace(" ", "")
+
+
 # --- idempotency ------------------------------------------------------------------------------------------
 
 
