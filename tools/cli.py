@@ -721,8 +721,10 @@ def cmd_orders_get(args: argparse.Namespace) -> int:
             f"no order {args.order_id} in {target.description}: has a delivery for it been processed? "
             f"check with `./klikit logs --filter {args.order_id}{_where(args)}` and `./klikit dlq list{_where(args)}`"
         )
+    from processor.cart_storage import readable
+
     deserialize = TypeDeserializer().deserialize
-    order = {name: deserialize(value) for name, value in sorted(item.items())}
+    order = readable({name: deserialize(value) for name, value in sorted(item.items())})
     _say(json.dumps(order, indent=2, default=_plain, ensure_ascii=False))
     return 0
 

@@ -32,6 +32,7 @@ from klikit.delivery import (
     received_day,
 )
 from klikit.errors import PoisonDelivery, PublishFailed
+from processor import cart_storage
 from processor.projection import Clock, Mode, PartWrite
 
 MAX_QUARANTINE_DETAIL = 240
@@ -190,7 +191,7 @@ class DynamoOrdersTable:
         )
         for write in writes:
             for name, value in write.values.items():
-                expression.set(name, value)
+                expression.set(name, cart_storage.pack(value) if name == cart_storage.CART else value)
             part = write.part
             expression.set(f"{part}_event_id", clock.event_id)
             stored_at, stored_rank = expression.name(f"{part}_at_ms"), expression.name(f"{part}_rank")
@@ -246,7 +247,7 @@ class DynamoOrdersTable:
             if _error_code(exc) != "ConditionalCheckFailedException":
                 raise
             stored: dict[str, Any] = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
-            return {name: self._deserialize(value) for name, value in stored.items()}
+            return cart_storage.readable({name: self._deserialize(value) for name, value in stored.items()})
         return None
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import processor.integrations  # noqa: F401  registers the user's handlers
+from klikit.observability import REDUNDANT_LOG_KEYS
 from klikit.settings import ProcessorSettings
 from processor.app import ProcessorApp, logger
 
@@ -28,4 +29,5 @@ def reset() -> None:
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    logger.remove_keys(REDUNDANT_LOG_KEYS)
     return app().handle(event, context)

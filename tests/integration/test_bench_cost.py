@@ -68,10 +68,10 @@ def test_every_billed_request_and_unit_of_a_tiny_mix_is_counted(pipeline: Pipeli
                 "requests": 3,
                 "bytes": sum(len(d.body) for d in mix if d.kind in ("created", "status", "cart")),
             },
-            # effect claims: the example kitchen ticket for the new order (the projection keeps no effect record)
+            # the one effect record: the example kitchen ticket for the new order (the projection needs none)
             "dynamodb.PutItem": {"requests": 1, "wru": 1},
-            # 1 effect completion (1 WRU) and 3 writes of the ~2.2 KB order item (3 WRU each)
-            "dynamodb.UpdateItem": {"requests": 4, "wru": 1 + 3 * 3},
+            # its completion (1 WRU) and 3 writes of the ~1.1 KB order item, its cart compressed (2 WRU each)
+            "dynamodb.UpdateItem": {"requests": 4, "wru": 1 + 3 * 2},
         },
     }
     # per invocation: its own lines, Lambda's START/END/REPORT; the processor's EMF is two lines per batch
@@ -115,7 +115,7 @@ def test_the_price_of_a_tiny_mix_follows_the_price_table(aws: LocalResources, pi
     dollars = {line.key: round(line.dollars, 4) for line in per_million}
 
     assert dollars["api_gateway"] == 3.5
-    assert dollars["dynamodb_writes"] == round((7 + 11) * 0.625 / 5, 4)  # 18 WRU for 5 deliveries
+    assert dollars["dynamodb_writes"] == round((7 + 8) * 0.625 / 5, 4)  # 15 WRU for 5 deliveries
     assert dollars["sqs"] == round(9 * 0.40 / 5, 4)
     assert dollars["s3_requests"] == round(3 * 5.0 / 5, 4)  # $0.005 per PUT
     assert dollars["logs"] == round(11_000 / 1024**3 * 0.5 / 5 * 1e6, 4)

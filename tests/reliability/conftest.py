@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, settings
 
 from klikit.signature import sign
 from processor import handler as processor_handler
+from processor.cart_storage import readable
 from processor.models import OrderEvent
 from processor.registry import REGISTRY, Registry
 from receiver import handler as receiver_handler
@@ -336,7 +337,7 @@ class Pipeline:
     def order(self, order_id: str) -> dict[str, Any] | None:
         table = boto3.Session(region_name=LOCAL_REGION).resource("dynamodb").Table(self.aws.orders_table)
         item: dict[str, Any] | None = table.get_item(Key={"order_id": order_id}, ConsistentRead=True).get("Item")
-        return item
+        return None if item is None else readable(item)
 
     def discard_queued(self) -> int:
         """Delete every message on the deliveries queue (PurgeQueue is limited to once a minute)."""

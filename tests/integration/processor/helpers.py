@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from klikit.delivery import Delivery, sqs_message
+from processor.cart_storage import readable
 from tests.conftest import load_fixture
 from tools.local.resources import LocalResources
 
@@ -76,7 +77,7 @@ def order_item(aws: LocalResources, order_id: str) -> dict[str, Any] | None:
 
     table = boto3.resource("dynamodb").Table(aws.orders_table)
     item: dict[str, Any] | None = table.get_item(Key={"order_id": order_id}, ConsistentRead=True).get("Item")
-    return item
+    return None if item is None else readable(item)
 
 
 @dataclass(frozen=True)
