@@ -235,6 +235,7 @@ class ProcessorApp:
                 branch_id=envelope.branch_id,
                 order=order,
                 raw_order=raw_order,
+                source=queued.source,
                 order_digest=digest(raw_order),
             )
             with logger.append_context_keys(order_id=order.id):

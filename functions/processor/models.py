@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from klikit.delivery import KLIKIT
 from klikit.errors import PoisonDelivery
 from klikit.events import SMOKE_MARKER
 
@@ -198,6 +199,8 @@ class OrderEvent:
     raw_order: Mapping[str, Any] = field(repr=False)
     order_digest: str = field(default="", repr=False)  # SHA-256 of the order's canonical form (what klikit signed)
     effect_key: str = ""  # this handler's effect key: pass it to your POS as its idempotency key
+    # "reconciler" when the reconciler made this event from klikit's orders API (the webhook never came), else "klikit"
+    source: str = KLIKIT
 
     @property
     def order_id(self) -> str:
