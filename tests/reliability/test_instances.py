@@ -167,8 +167,9 @@ def test_one_body_under_different_event_ids_on_separate_instances_is_one_order_f
         logs = stack.cli("logs", "--function", "processor", "--filter", "under another event id").out
         return sum(event_id in logs for event_id in event_ids)
 
-    # the projection applied exactly one; the other three were recognised as the same body under a new id
-    eventually(lambda: replays() == RECEIVERS - 1, "the other deliveries to be counted as replays")
+    # the projection applied exactly one; the other three were recognised as the same body under a new id (their
+    # warnings name their own id and, as the earlier one, the id that applied it: every id appears)
+    eventually(lambda: replays() == RECEIVERS, "the other deliveries to be counted as replays")
 
 
 @pytest.mark.parametrize(
