@@ -72,6 +72,11 @@ def _query(filters: Iterable[str], *, newest_first: bool = False, limit: int = M
     return "\n".join(lines)
 
 
+def is_step_failure(record: Record) -> bool:
+    """A processor failure outside the handlers: logged at ERROR with the `step` that failed."""
+    return bool(record.get("step")) and record.get("level") == "ERROR"
+
+
 def _is_step(record: Record) -> bool:
     return record.get("message") in STEP_MESSAGES
 
@@ -84,7 +89,8 @@ def steps(event_ids: Iterable[str] = (), event_type: str | None = None, *, proce
     """The step lines of deliveries (every one, or these event ids), optionally of one event type."""
     wanted = tuple(event_ids)
     messages = PROCESSOR_STEPS if processor_only else STEP_MESSAGES
-    filters = [f"message in {_in(messages)}"]
+    # processor failures outside the handlers (reading the body, the projection, the archive) carry a `step`
+    filters = [f"(message in {_in(messages)} or ispresent(step))"]
     if wanted:
         filters.append(f"(correlation_id in {_in(wanted)} or event_id in {_in(wanted)})")
     if event_type:
@@ -92,7 +98,7 @@ def steps(event_ids: Iterable[str] = (), event_type: str | None = None, *, proce
 
     def matches(record: Record) -> bool:
         return (
-            record.get("message") in messages
+            (record.get("message") in messages or is_step_failure(record))
             and (not wanted or event_id_of(record) in wanted)
             and (not event_type or record.get("event_type") == event_type)
         )

@@ -121,6 +121,9 @@ def _detail(record: Mapping[str, Any]) -> tuple[str, str] | None:
             error += f": {record['error_message']}"
         order = f" (order {record['order_id']})" if record.get("order_id") else ""
         return "failed", f"{record.get('handler', '?')}{order}: {error}"
+    if insights.is_step_failure(record):
+        code = f", {record['error_code']}" if record.get("error_code") else ""
+        return "failed", f"{record['step']}: {message} ({record.get('error_type', 'error')}{code})"
     if message == names.LOG_UNKNOWN_TYPE:
         return "unknown-type", f"archived; catch-all handlers: {record.get('catch_all_handlers', 0)}"
     return None

@@ -166,8 +166,10 @@ def test_a_failing_handler_is_named_with_its_error_in_events_and_the_console(sta
     [console] = [line for line in stack.output().splitlines() if f"[evt {event_id}]" in line and "retrying" in line]
     [delivery] = stack.cli("events", "--event-id", event_id, "--json").json()
     failed = next(step for step in delivery["steps"] if step["outcome"] == "failed")
-    assert "attempt 1/2: klikit.order-projection: ResourceNotFoundException: " in console
-    assert failed["detail"].startswith(f"klikit.order-projection (order {order_id}): ResourceNotFoundException: ")
+    assert "attempt 1/2: projection: the order projection could not be written (ResourceNotFoundException)" in console
+    assert failed["detail"] == (
+        "projection: the order projection could not be written (ResourceNotFoundException, ResourceNotFoundException)"
+    )
 
 
 def test_a_window_replayed_through_the_front_door_is_answered_as_duplicates(stack: LocalStack) -> None:

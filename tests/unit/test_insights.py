@@ -11,7 +11,7 @@ def test_a_delivery_query_filters_both_functions_step_lines_by_event_id() -> Non
 
     assert query.text.splitlines() == [
         "fields @timestamp, @log, @message",
-        "| filter message in " + "[" + ", ".join(f'"{m}"' for m in insights.STEP_MESSAGES) + "]",
+        "| filter (message in [" + ", ".join(f'"{m}"' for m in insights.STEP_MESSAGES) + "] or ispresent(step))",
         '| filter (correlation_id in ["evt \\"1\\""] or event_id in ["evt \\"1\\""])',
         '| filter event_type = "klikit.order.created.v2"',
         "| sort @timestamp asc",
@@ -26,6 +26,8 @@ def test_a_delivery_query_filters_both_functions_step_lines_by_event_id() -> Non
     assert query.matches(receiver_line) and query.matches(processor_line)
     assert not query.matches({**receiver_line, "correlation_id": "evt-2"})
     assert not query.matches({**receiver_line, "message": "kitchen ticket"})
+    projection_failed = {"level": "ERROR", "message": "x", "step": "projection", "event_id": 'evt "1"'}
+    assert query.matches({**projection_failed, "event_type": "klikit.order.created.v2"})
 
 
 def test_an_order_search_starts_from_processor_lines_that_mention_it() -> None:

@@ -108,6 +108,8 @@ def _error_summary(records: Iterable[Mapping[str, Any]]) -> str:
             for record in failed
         )[:300]
     for record in records:
+        if record.get("level") == "ERROR" and record.get("step"):  # a failure outside the handlers
+            return f"{record['step']}: {record.get('message')} ({record.get('error_type', 'error')})"[:300]
         if record.get("level") == "ERROR" and (record.get("exception") or record.get("error")):
             lines = str(record.get("exception") or record.get("error")).strip().splitlines()
             kind, _, message = (lines[-1] if lines else "error").partition(": ")
