@@ -124,7 +124,8 @@ def test_a_replay_shows_as_replayed_in_the_path(stack: LocalStack) -> None:
 
     stack.cli("replay", event_id)
 
-    eventually(lambda: path_of(stack, event_id) == ["received", "processed", "replayed"], "the replay step")
+    eventually(lambda: path_of(stack, event_id)[-1:] == ["replayed"], "the replay step")
+    assert path_of(stack, event_id)[0] == "received"
     [delivery] = stack.cli("events", "--event-id", event_id, "--json").json()
     assert delivery["steps"][-1]["detail"] == (
         "sent again by klikit replay: already received: acknowledged, not queued again"
