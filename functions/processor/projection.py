@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from klikit.events import ORDER_CART_UPDATED, ORDER_CREATED, ORDER_STATUS_UPDATED
 from processor.idempotency import digest
-from processor.models import OrderEvent
+from processor.models import Order, OrderEvent
 
 STATUS = "status"
 CART = "cart"
@@ -108,10 +108,8 @@ def _iso(event: OrderEvent, attribute: str) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
-def _part_values(part: str, event: OrderEvent) -> dict[str, Any] | None:
-    order = event.order
-    if part == STATUS:
-        return None if order.status is None else {"status": order.status, "status_name": order.status_name}
+def cart_values(order: Order) -> dict[str, Any] | None:
+    """The cart part as the projection stores it (the reconciler compares klikit's copy in the same form)."""
     if order.cart is None:
         return None
     return {
@@ -119,6 +117,13 @@ def _part_values(part: str, event: OrderEvent) -> dict[str, Any] | None:
         "total": order.total,
         "currency": order.currency,
     }
+
+
+def _part_values(part: str, event: OrderEvent) -> dict[str, Any] | None:
+    order = event.order
+    if part == STATUS:
+        return None if order.status is None else {"status": order.status, "status_name": order.status_name}
+    return cart_values(order)
 
 
 def _order_values(event: OrderEvent) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from klikit.delivery import RECONCILER, sqs_message
 from klikit.errors import CredentialsUnavailable
+from processor import cart_storage
 from reconciler.logic import Heal, Stored, Window
 from reconciler.partner_api import Credentials
 
@@ -50,7 +51,8 @@ class DynamoProjection:
             while pending:  # botocore retries throttling; UnprocessedKeys are asked for again until none are left
                 response = self._dynamodb.batch_get_item(RequestItems=pending)
                 for item in response.get("Responses", {}).get(self._table, []):
-                    values = {name: self._deserialize(value) for name, value in item.items()}
+                    # the cart is stored packed (processor.cart_storage): compare klikit's copy with the list itself
+                    values = cart_storage.readable({name: self._deserialize(value) for name, value in item.items()})
                     found[values["order_id"]] = self._stored(values)
                 pending = response.get("UnprocessedKeys") or None
         return found

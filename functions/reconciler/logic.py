@@ -30,6 +30,7 @@ from klikit.delivery import Delivery
 from klikit.errors import PartnerApiError
 from klikit.events import ORDER_CART_UPDATED, ORDER_CREATED, ORDER_STATUS_UPDATED
 from processor.models import Order, loads
+from processor.projection import cart_values
 from reconciler.partner_api import MAX_WINDOW_DAYS, Page
 
 PAGE_SIZE = 100
@@ -119,16 +120,6 @@ def _ms(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp() * 1000)
 
 
-def _cart_values(order: Order) -> dict[str, Any] | None:
-    if order.cart is None:
-        return None
-    return {
-        "cart": [line.model_dump(exclude_unset=True) for line in order.cart],
-        "total": order.total,
-        "currency": order.currency,
-    }
-
-
 def _behind(ours: Any, theirs: Any, our_clock: int | None, their_clock: int | None) -> bool:
     """klikit's part differs and is not older than ours (an older copy in the list never undoes a newer webhook)."""
     if ours == theirs:
@@ -157,7 +148,7 @@ def plan(raw: Mapping[str, Any], order: Order, stored: Stored | None, received_a
     else:
         if order.status is not None and _behind(stored.status, order.status, stored.status_at_ms, clock):
             parts.append((STATUS, f"status behind: {stored.status} in the projection, {order.status} at klikit"))
-        cart = _cart_values(order)
+        cart = cart_values(order)
         if cart is not None and _behind(stored.cart, cart, stored.cart_at_ms, clock):
             parts.append((CART, "cart behind" if stored.cart is not None else "cart missing from the projection"))
     body = json.dumps(
