@@ -205,7 +205,23 @@ def group(steps: Iterable[Step]) -> list[Delivery]:
     deliveries: dict[str, Delivery] = {}
     for step in sorted(steps, key=lambda step: (step.time, step.function != "receiver")):
         deliveries.setdefault(step.key, Delivery(step.key, step.event_id)).steps.append(step)
+    for delivery in deliveries.values():
+        _admission_first(delivery.steps)
     return list(deliveries.values())
+
+
+def _admission_first(steps: list[Step]) -> None:
+    """The processor acts only on what the receiver admitted, so admission precedes processing, whatever the clocks.
+
+    Two processes stamp their own log lines: a receiver descheduled between its enqueue and its log line can stamp
+    `received` after the processor's `processed`.
+    """
+    admitted = next(
+        (i for i, step in enumerate(steps) if step.function == "receiver" and step.word == "received"), None
+    )
+    first_processing = next((i for i, step in enumerate(steps) if step.function != "receiver"), None)
+    if admitted is not None and first_processing is not None and first_processing < admitted:
+        steps.insert(first_processing, steps.pop(admitted))
 
 
 @dataclass(frozen=True)
