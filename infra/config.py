@@ -26,31 +26,31 @@ REQUIREMENTS_TXT = REPO_ROOT / "requirements.txt"
 
 STAGES = ("dev", "prod")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-# The retention periods CloudWatch Logs accepts.
-LOG_RETENTION_DAYS = (
-    1,
-    3,
-    5,
-    7,
-    14,
-    30,
-    60,
-    90,
-    120,
-    150,
-    180,
-    365,
-    400,
-    545,
-    731,
-    1096,
-    1827,
-    2192,
-    2557,
-    2922,
-    3288,
-    3653,
-)
+# The retention periods CloudWatch Logs accepts, and the aws_logs.RetentionDays member naming each (no CDK import here).
+LOG_RETENTION_DAYS = {
+    1: "ONE_DAY",
+    3: "THREE_DAYS",
+    5: "FIVE_DAYS",
+    7: "ONE_WEEK",
+    14: "TWO_WEEKS",
+    30: "ONE_MONTH",
+    60: "TWO_MONTHS",
+    90: "THREE_MONTHS",
+    120: "FOUR_MONTHS",
+    150: "FIVE_MONTHS",
+    180: "SIX_MONTHS",
+    365: "ONE_YEAR",
+    400: "THIRTEEN_MONTHS",
+    545: "EIGHTEEN_MONTHS",
+    731: "TWO_YEARS",
+    1096: "THREE_YEARS",
+    1827: "FIVE_YEARS",
+    2192: "SIX_YEARS",
+    2557: "SEVEN_YEARS",
+    2922: "EIGHT_YEARS",
+    3288: "NINE_YEARS",
+    3653: "TEN_YEARS",
+}
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
 # SQS caps the visibility timeout at 12 hours; the queue's is 6x the processor timeout.
 SQS_MAX_VISIBILITY_SECONDS = 43_200
@@ -234,7 +234,7 @@ def _parse(key: str, value: Any) -> Any:
     if key in ("idempotency_ttl_days", "archive_expiry_days"):
         return _int(key, value, 1, 3650)
     if key == "log_retention_days":
-        return _choice(key, value, LOG_RETENTION_DAYS)
+        return _choice(key, value, tuple(LOG_RETENTION_DAYS))
     if key == "log_level":
         return _choice(key, value, LOG_LEVELS)
     if key == "throttle_rate_limit":

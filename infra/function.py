@@ -8,10 +8,12 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infra import spec
 from infra.config import LOG_RETENTION_DAYS, REPO_ROOT, StackConfig
+from infra.storage import removal_policy
 from klikit import observability
 
 RUNTIME = lambda_.Runtime.PYTHON_3_13
@@ -20,12 +22,23 @@ FUNCTIONS_PATH = REPO_ROOT / spec.FUNCTIONS_DIR
 CODE_EXCLUDES = ["**/__pycache__", "**/*.pyc", "tests", "**/tests", "**/.pytest_cache", "**/.mypy_cache"]
 
 
+# cdk.json's log_retention_days -> the CDK member naming it (config.LOG_RETENTION_DAYS holds the names, CDK-free).
+RETENTION = {days: logs.RetentionDays[name] for days, name in LOG_RETENTION_DAYS.items()}
+
+
+def log_group(scope: Construct, construct_id: str, config: StackConfig) -> logs.LogGroup:
+    """A log group kept for log_retention_days, retained on `cdk destroy` with the stage's data."""
+    return logs.LogGroup(
+        scope, construct_id, retention=RETENTION[config.log_retention_days], removal_policy=removal_policy(config)
+    )
+
+
 def code_asset() -> lambda_.Code:
     """The whole functions/ tree: handlers plus the shared klikit package; dependencies come from the layer."""
     return lambda_.Code.from_asset(str(FUNCTIONS_PATH), exclude=CODE_EXCLUDES)
 
 
-class PythonFunction(Construct):
+class PythonFunctionConstruct(Construct):
     """A function with a dedicated role that can only write to its own log group (no managed policies)."""
 
     def __init__(
@@ -42,15 +55,10 @@ class PythonFunction(Construct):
         environment: Mapping[str, str],
         layer: lambda_.ILayerVersion,
         reserved_concurrency: int | None = None,
+        secret: secretsmanager.ISecret | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        removal = cdk.RemovalPolicy.RETAIN if config.retain_data else cdk.RemovalPolicy.DESTROY
-        self.log_group = logs.LogGroup(
-            self,
-            "LogGroup",
-            retention=RETENTION[config.log_retention_days],
-            removal_policy=removal,
-        )
+        self.log_group = log_group(self, "LogGroup", config)
         self.role = iam.Role(
             self,
             "Role",
@@ -81,31 +89,5 @@ class PythonFunction(Construct):
                 **environment,
             },
         )
-
-
-# config.LOG_RETENTION_DAYS in the order of the logs.RetentionDays members that name them.
-_RETENTION_NAMES = [
-    "ONE_DAY",
-    "THREE_DAYS",
-    "FIVE_DAYS",
-    "ONE_WEEK",
-    "TWO_WEEKS",
-    "ONE_MONTH",
-    "TWO_MONTHS",
-    "THREE_MONTHS",
-    "FOUR_MONTHS",
-    "FIVE_MONTHS",
-    "SIX_MONTHS",
-    "ONE_YEAR",
-    "THIRTEEN_MONTHS",
-    "EIGHTEEN_MONTHS",
-    "TWO_YEARS",
-    "THREE_YEARS",
-    "FIVE_YEARS",
-    "SIX_YEARS",
-    "SEVEN_YEARS",
-    "EIGHT_YEARS",
-    "NINE_YEARS",
-    "TEN_YEARS",
-]
-RETENTION = {days: logs.RetentionDays[name] for days, name in zip(LOG_RETENTION_DAYS, _RETENTION_NAMES, strict=True)}
+        if secret is not None:  # the one secret the function reads (its id is in the function's environment)
+            secret.grant_read(self.function)

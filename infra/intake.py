@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
@@ -17,15 +15,15 @@ from constructs import Construct
 
 from infra import spec
 from infra.config import StackConfig
-from infra.function import RETENTION, PythonFunction
-from infra.storage import removal_policy, table
+from infra.function import PythonFunctionConstruct, log_group
+from infra.secrets import secret
+from infra.storage import table
 from klikit import observability
 from klikit import settings as env
 
 WEBHOOK_PATH = spec.WEBHOOK_PATH_PARTS
 # klikit gives up after 10 s; 7 s leaves room for API Gateway and the network, and bounds a stuck AWS call.
 RECEIVER_TIMEOUT_SECONDS = spec.RECEIVER_TIMEOUT_SECONDS
-_COMPLETE_SECRET_ARN = re.compile(r"-[A-Za-z0-9]{6}$")
 
 # One JSON object per request. API Gateway access logs cannot carry bodies; headers (the signature) are left out too.
 ACCESS_LOG_FORMAT = json.dumps(
@@ -52,30 +50,19 @@ ACCESS_LOG_FORMAT = json.dumps(
 
 def webhook_secret(scope: Construct, config: StackConfig) -> tuple[secretsmanager.ISecret, str]:
     """The secret the receiver verifies signatures with, and the id it is read by (WEBHOOK_SECRET_ID)."""
-    if config.webhook_secret is None:
-        secret = secretsmanager.Secret(
-            scope,
-            "WebhookSecret",
-            description='klikit webhook signing secret: the plain secret, or {"active": [new, old]} while rotating',
-            # A random placeholder until `aws secretsmanager put-secret-value` stores klikit's secret (docs/deploy.md);
-            # until then every delivery fails the signature check, which is the safe default.
-            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=48, exclude_punctuation=True),
-            removal_policy=removal_policy(config),
-        )
-        return secret, secret.secret_arn
-    return import_secret(scope, "WebhookSecret", config.webhook_secret)
+    return secret(
+        scope,
+        "WebhookSecret",
+        config=config,
+        given=config.webhook_secret,
+        description='klikit webhook signing secret: the plain secret, or {"active": [new, old]} while rotating',
+        # Until `aws secretsmanager put-secret-value` stores klikit's secret (docs/deploy.md) every delivery fails the
+        # signature check, which is the safe default.
+        placeholder=secretsmanager.SecretStringGenerator(password_length=48, exclude_punctuation=True),
+    )
 
 
-def import_secret(scope: Construct, construct_id: str, given: str) -> tuple[secretsmanager.ISecret, str]:
-    """An existing secret by name or ARN (complete or partial), and the id a function reads it by."""
-    if given.startswith("arn:"):
-        if _COMPLETE_SECRET_ARN.search(given):
-            return secretsmanager.Secret.from_secret_complete_arn(scope, construct_id, given), given
-        return secretsmanager.Secret.from_secret_partial_arn(scope, construct_id, given), given
-    return secretsmanager.Secret.from_secret_name_v2(scope, construct_id, given), given
-
-
-class Intake(Construct):
+class IntakeConstruct(Construct):
     def __init__(
         self,
         scope: Construct,
@@ -90,7 +77,7 @@ class Intake(Construct):
         self.secret, secret_id = webhook_secret(self, config)
         self.idempotency_table = table(self, spec.IDEMPOTENCY_TABLE, config)
 
-        self.receiver = PythonFunction(
+        self.receiver = PythonFunctionConstruct(
             self,
             "Receiver",
             config=config,
@@ -108,9 +95,9 @@ class Intake(Construct):
                 env.SQS_MAX_MESSAGE_BYTES: str(spec.QUEUE_MAX_MESSAGE_BYTES),
             },
             layer=layer,
+            secret=self.secret,
         )
         function = self.receiver.function
-        self.secret.grant_read(function)
         self.idempotency_table.grant(
             function, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
         )
@@ -121,12 +108,7 @@ class Intake(Construct):
             resource_arns=[bucket.arn_for_objects(f"{spec.CLAIM_CHECKS_PREFIX}*")],
         )
 
-        self.access_log_group = logs.LogGroup(
-            self,
-            "AccessLogs",
-            retention=RETENTION[config.log_retention_days],
-            removal_policy=removal_policy(config),
-        )
+        self.access_log_group = log_group(self, "AccessLogs", config)
         self.api = apigw.RestApi(
             self,
             "Api",

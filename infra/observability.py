@@ -34,7 +34,7 @@ def service_metric(service: str, metric_name: str, label: str | None = None) -> 
     )
 
 
-class Observability(Construct):
+class ObservabilityConstruct(Construct):
     def __init__(
         self,
         scope: Construct,

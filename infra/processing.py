@@ -13,7 +13,7 @@ from constructs import Construct
 
 from infra import spec
 from infra.config import StackConfig
-from infra.function import PythonFunction
+from infra.function import PythonFunctionConstruct
 from infra.storage import removal_policy, table
 from klikit import observability
 from klikit import settings as env
@@ -25,7 +25,7 @@ BATCH_SIZE = 10
 BATCHING_WINDOW = cdk.Duration.seconds(1)
 
 
-class Processing(Construct):
+class ProcessingConstruct(Construct):
     def __init__(
         self,
         scope: Construct,
@@ -76,7 +76,7 @@ class Processing(Construct):
         if config.tracing:
             environment[env.TRACING_ENABLED] = "true"  # the processor annotates each delivery's subsegment
 
-        self.processor = PythonFunction(
+        self.processor = PythonFunctionConstruct(
             self,
             "Processor",
             config=config,

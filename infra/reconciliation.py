@@ -21,10 +21,9 @@ from constructs import Construct
 
 from infra import spec
 from infra.config import StackConfig
-from infra.function import PythonFunction
-from infra.intake import import_secret
-from infra.observability import PERIOD, Observability, service_metric
-from infra.storage import removal_policy
+from infra.function import PythonFunctionConstruct
+from infra.observability import PERIOD, ObservabilityConstruct, service_metric
+from infra.secrets import secret
 from klikit import observability as observability_names
 from klikit import settings as env
 from reconciler.adapters import CHECKPOINT_KEY
@@ -34,26 +33,24 @@ PLACEHOLDER_PARTNER_KEY = "replace-with-klikits-partner-key"
 
 def partner_credentials_secret(scope: Construct, config: StackConfig) -> tuple[secretsmanager.ISecret, str]:
     """The secret holding `{"partner_key", "secret_key"}`, and the id the reconciler reads it by."""
-    if config.partner_credentials_secret is None:
-        secret = secretsmanager.Secret(
-            scope,
-            "PartnerCredentials",
-            description='klikit partner API credentials for the reconciler: {"partner_key": ..., "secret_key": ...}',
-            # A random placeholder until `aws secretsmanager put-secret-value` stores what klikit's operator issued
-            # (docs/deploy.md); klikit answers it with 401 auth_invalid_credential, which preflight reports.
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                secret_string_template=json.dumps({"partner_key": PLACEHOLDER_PARTNER_KEY}),
-                generate_string_key="secret_key",
-                password_length=48,
-                exclude_punctuation=True,
-            ),
-            removal_policy=removal_policy(config),
-        )
-        return secret, secret.secret_arn
-    return import_secret(scope, "PartnerCredentials", config.partner_credentials_secret)
+    return secret(
+        scope,
+        "PartnerCredentials",
+        config=config,
+        given=config.partner_credentials_secret,
+        description='klikit partner API credentials for the reconciler: {"partner_key": ..., "secret_key": ...}',
+        # Until `aws secretsmanager put-secret-value` stores what klikit's operator issued (docs/deploy.md), klikit
+        # answers it with 401 auth_invalid_credential, which preflight reports.
+        placeholder=secretsmanager.SecretStringGenerator(
+            secret_string_template=json.dumps({"partner_key": PLACEHOLDER_PARTNER_KEY}),
+            generate_string_key="secret_key",
+            password_length=48,
+            exclude_punctuation=True,
+        ),
+    )
 
 
-class Reconciliation(Construct):
+class ReconciliationConstruct(Construct):
     def __init__(
         self,
         scope: Construct,
@@ -67,7 +64,7 @@ class Reconciliation(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.secret, secret_id = partner_credentials_secret(self, config)
-        self.reconciler = PythonFunction(
+        self.reconciler = PythonFunctionConstruct(
             self,
             "Reconciler",
             config=config,
@@ -85,11 +82,11 @@ class Reconciliation(Construct):
                 env.RECONCILE_LOOKBACK_HOURS: str(config.reconcile_lookback_hours),
             },
             layer=layer,
+            secret=self.secret,
         )
         function = self.reconciler.function
         # A failed run is not retried by Lambda: the next scheduled run resumes from the checkpoint.
         function.configure_async_invoke(retry_attempts=0, max_event_age=cdk.Duration.minutes(15))
-        self.secret.grant_read(function)
         orders_table.grant(function, "dynamodb:BatchGetItem")
         queue.grant(function, "sqs:SendMessage")
         # Its one checkpoint item in the idempotency table, and no other key (the receiver's records stay its own).
@@ -110,7 +107,7 @@ class Reconciliation(Construct):
                 targets=[targets.LambdaFunction(function, retry_attempts=0)],
             )
 
-    def observe(self, observability: Observability) -> None:
+    def observe(self, observability: ObservabilityConstruct) -> None:
         """Alarms on heals and on the reconciler's own failures, and a dashboard row (the topic is the stack's)."""
         function = self.reconciler.function
 

@@ -10,7 +10,7 @@ from constructs import Construct
 from infra import insights
 
 
-class SavedQueries(Construct):
+class SavedQueriesConstruct(Construct):
     """One AWS::Logs::QueryDefinition per search, over both functions' log groups, in the console folder `folder`."""
 
     def __init__(self, scope: Construct, construct_id: str, *, folder: str, log_groups: Sequence[logs.ILogGroup]):

@@ -9,13 +9,13 @@ from constructs import Construct
 
 from infra import spec
 from infra.config import StackConfig
-from infra.intake import Intake
+from infra.intake import IntakeConstruct
 from infra.layer import dependencies_layer
-from infra.observability import Observability
-from infra.processing import Processing
-from infra.reconciliation import Reconciliation
-from infra.saved_queries import SavedQueries
-from infra.storage import PayloadBucket
+from infra.observability import ObservabilityConstruct
+from infra.processing import ProcessingConstruct
+from infra.reconciliation import ReconciliationConstruct
+from infra.saved_queries import SavedQueriesConstruct
+from infra.storage import PayloadBucketConstruct
 
 
 class KlikitWebhooksStack(cdk.Stack):
@@ -30,12 +30,14 @@ class KlikitWebhooksStack(cdk.Stack):
         # Powertools and pydantic built for arm64 from requirements.txt's pins: nothing resolved per region at deploy
         layer = dependencies_layer(self, "Dependencies")
 
-        self.payloads = PayloadBucket(self, "Payloads", config=config)
-        self.processing = Processing(self, "Processing", config=config, bucket=self.payloads.bucket, layer=layer)
-        self.intake = Intake(
+        self.payloads = PayloadBucketConstruct(self, "Payloads", config=config)
+        self.processing = ProcessingConstruct(
+            self, "Processing", config=config, bucket=self.payloads.bucket, layer=layer
+        )
+        self.intake = IntakeConstruct(
             self, "Intake", config=config, queue=self.processing.queue, bucket=self.payloads.bucket, layer=layer
         )
-        self.reconciliation = Reconciliation(
+        self.reconciliation = ReconciliationConstruct(
             self,
             "Reconciliation",
             config=config,
@@ -44,7 +46,7 @@ class KlikitWebhooksStack(cdk.Stack):
             checkpoint_table=self.intake.idempotency_table,
             layer=layer,
         )
-        self.observability = Observability(
+        self.observability = ObservabilityConstruct(
             self,
             "Observability",
             config=config,
@@ -55,7 +57,7 @@ class KlikitWebhooksStack(cdk.Stack):
             dead_letter_queue=self.processing.dead_letter_queue,
             access_log_group=self.intake.access_log_group,
         )
-        self.saved_queries = SavedQueries(
+        self.saved_queries = SavedQueriesConstruct(
             self,
             "SavedQueries",
             folder=config.stack_name,

@@ -30,7 +30,7 @@ def table(scope: Construct, table_spec: spec.TableSpec, config: StackConfig) -> 
     )
 
 
-class PayloadBucket(Construct):
+class PayloadBucketConstruct(Construct):
     """Claim checks (bodies too large for SQS) and the archive of processed deliveries."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StackConfig) -> None:
