@@ -4,6 +4,7 @@ No CDK import here: the offline local stack (tools/local) reads the same cdk.jso
 and `load_config`, so a DLQ receive count or TTL set for AWS is the one you run locally.
 
 Values passed on the command line (`cdk deploy -c key=value`) arrive as strings; they are parsed like cdk.json values.
+Each key's check is one row of PARSERS; the rules that relate two keys follow in load_config.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,39 +122,79 @@ class StackConfig:
         return 6 * self.processor_timeout_seconds
 
 
-# key -> (parser, default); the parser receives (key, raw value) and raises ConfigError.
+Parser = Callable[[str, Any], Any]
+"""Takes (key, raw value) and returns what StackConfig holds, or raises ConfigError naming the key and the fix."""
+
+
 def _bad(key: str, value: Any, expected: str) -> ConfigError:
     return ConfigError(f"invalid cdk.json context {key!r}: {value!r} ({expected})")
 
 
-def _int(key: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool):
-        raise _bad(key, value, f"expected an integer from {lo} to {hi}")
-    if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise _bad(key, value, f"expected an integer from {lo} to {hi}") from None
-    if not isinstance(value, int) or not lo <= value <= hi:
-        raise _bad(key, value, f"expected an integer from {lo} to {hi}")
-    return value
+def integer(lo: int, hi: int) -> Parser:
+    expected = f"expected an integer from {lo} to {hi}"
+
+    def parse(key: str, value: Any) -> int:
+        if isinstance(value, bool):
+            raise _bad(key, value, expected)
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise _bad(key, value, expected) from None
+        if not isinstance(value, int) or not lo <= value <= hi:
+            raise _bad(key, value, expected)
+        return value
+
+    return parse
 
 
-def _number(key: str, value: Any, lo: float, hi: float) -> float:
-    raw = value
-    if isinstance(value, bool):
-        raise _bad(key, raw, f"expected a number from {lo:g} to {hi:g}")
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise _bad(key, raw, f"expected a number from {lo:g} to {hi:g}") from None
-    if not isinstance(value, int | float) or not lo <= value <= hi:
-        raise _bad(key, raw, f"expected a number from {lo:g} to {hi:g}")
-    return float(value)
+def number(lo: float, hi: float) -> Parser:
+    expected = f"expected a number from {lo:g} to {hi:g}"
+
+    def parse(key: str, raw: Any) -> float:
+        value = raw
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise _bad(key, raw, expected) from None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+            raise _bad(key, raw, expected)
+        return float(value)
+
+    return parse
 
 
-def _bool(key: str, value: Any) -> bool:
+def choice(choices: tuple[Any, ...]) -> Parser:
+    expected = "expected one of " + ", ".join(str(choice) for choice in choices)
+
+    def parse(key: str, value: Any) -> Any:
+        if isinstance(value, str) and isinstance(choices[0], int):
+            with contextlib.suppress(ValueError):
+                value = int(value)
+        if isinstance(value, str):
+            value = value.strip()
+            if isinstance(choices[0], str) and choices[0].isupper():
+                value = value.upper()
+        if isinstance(value, bool) or value not in choices:
+            raise _bad(key, value, expected)
+        return value
+
+    return parse
+
+
+def optional(parser: Parser) -> Parser:
+    """None for an empty value (`-c key=` or `-c key=null` on the command line), else what `parser` makes of it."""
+
+    def parse(key: str, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
+            return None
+        return parser(key, value)
+
+    return parse
+
+
+def boolean(key: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
@@ -167,6 +208,14 @@ def _optional_str(value: Any) -> str | None:
     if isinstance(value, str):
         return value.strip() or None
     return None
+
+
+def _stack_name(key: str, value: Any) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return ""  # derived from the stage
+    if not isinstance(value, str) or not _STACK_NAME.match(value):
+        raise _bad(key, value, "expected a CloudFormation stack name: letters, digits and hyphens")
+    return value
 
 
 def _cidrs(key: str, value: Any) -> tuple[str, ...]:
@@ -184,90 +233,66 @@ def _cidrs(key: str, value: Any) -> tuple[str, ...]:
     return tuple(cidrs)
 
 
-def _choice(key: str, value: Any, choices: tuple[Any, ...]) -> Any:
-    if isinstance(value, str) and isinstance(choices[0], int):
-        with contextlib.suppress(ValueError):
-            value = int(value)
-    if isinstance(value, str):
-        value = value.strip()
-        if isinstance(choices[0], str) and choices[0].isupper():
-            value = value.upper()
-    if isinstance(value, bool) or value not in choices:
-        raise _bad(key, value, "expected one of " + ", ".join(str(choice) for choice in choices))
-    return value
+def _email(key: str, value: Any) -> str | None:
+    email = _optional_str(value)
+    if value not in (None, "") and (email is None or not _EMAIL.match(email)):
+        raise _bad(key, value, "expected an email address, or empty for no subscription")
+    return email
 
 
-def _parse(key: str, value: Any) -> Any:
-    if key == "stage":
-        return _choice(key, value, STAGES)
-    if key == "stack_name":
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return ""
-        if not isinstance(value, str) or not _STACK_NAME.match(value):
-            raise _bad(key, value, "expected a CloudFormation stack name: letters, digits and hyphens")
-        return value
-    if key == "allowed_cidrs":
-        return _cidrs(key, value)
-    if key == "alarm_email":
-        email = _optional_str(value)
-        if value not in (None, "") and (email is None or not _EMAIL.match(email)):
-            raise _bad(key, value, "expected an email address, or empty for no subscription")
-        return email
-    if key == "reconcile_every_minutes":
-        minutes = _int(key, value, 0, 1440)
-        if 0 < minutes < RECONCILE_MIN_INTERVAL_MINUTES:
-            raise _bad(key, value, f"expected 0 (off) or {RECONCILE_MIN_INTERVAL_MINUTES} to 1440 minutes")
-        return minutes
-    if key == "reconcile_lookback_hours":
-        return _int(key, value, 1, RECONCILE_MAX_LOOKBACK_HOURS)
-    if key == "klikit_api_url":
-        if not isinstance(value, str) or not _HTTPS_URL.match(value.strip()):
-            raise _bad(key, value, f"expected klikit's https partner API base URL, e.g. {KLIKIT_PROD_API_URL}")
-        return value.strip().rstrip("/")
-    if key in ("webhook_secret", "partner_credentials_secret"):
-        name = _optional_str(value)
-        if value not in (None, "") and (
-            name is None or not (_SECRET_ARN.match(name) or (not name.startswith("arn:") and _SECRET_NAME.match(name)))
-        ):
-            raise _bad(key, value, "expected a Secrets Manager secret name or ARN, or empty to create one")
-        return name
-    if key in ("idempotency_ttl_days", "archive_expiry_days"):
-        return _int(key, value, 1, 3650)
-    if key == "log_retention_days":
-        return _choice(key, value, tuple(LOG_RETENTION_DAYS))
-    if key == "log_level":
-        return _choice(key, value, LOG_LEVELS)
-    if key == "throttle_rate_limit":
-        return _number(key, value, 1, 10_000)
-    if key == "throttle_burst_limit":
-        return _int(key, value, 1, 5_000)
-    if key in ("receiver_memory_mb", "processor_memory_mb"):
-        return _int(key, value, 128, 10_240)
-    if key == "processor_timeout_seconds":
-        return _int(key, value, 1, LAMBDA_MAX_TIMEOUT_SECONDS)
-    if key == "processor_max_concurrency":
-        # the range the SQS event source's ScalingConfig.MaximumConcurrency accepts
-        return _int(key, value, 2, 1000)
-    if key == "processor_reserved_concurrency":
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
-            return None
-        return _int(key, value, 2, 1000)
-    if key == "dlq_max_receive_count":
-        return _int(key, value, 1, 1000)
-    if key == "fan_out":
-        return _bool(key, value)
-    if key == "signature_rejection_alarm_threshold":
-        return _int(key, value, 1, 1_000_000)
-    if key == "queue_age_alarm_seconds":
-        return _int(key, value, 60, spec.QUEUE_RETENTION_DAYS * 86_400)
-    if key == "silence_alarm_hours":
-        # CloudWatch evaluates an alarm over at most 7 days (hourly periods x evaluation periods <= 604,800 s).
-        return _int(key, value, 0, 168)
-    if key == "tracing":
-        return _bool(key, value)
-    raise AssertionError(key)  # pragma: no cover - KEYS and _parse list the same keys
+def _secret_id(key: str, value: Any) -> str | None:
+    name = _optional_str(value)
+    if value not in (None, "") and (
+        name is None or not (_SECRET_ARN.match(name) or (not name.startswith("arn:") and _SECRET_NAME.match(name)))
+    ):
+        raise _bad(key, value, "expected a Secrets Manager secret name or ARN, or empty to create one")
+    return name
 
 
+def _https_url(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not _HTTPS_URL.match(value.strip()):
+        raise _bad(key, value, f"expected klikit's https partner API base URL, e.g. {KLIKIT_PROD_API_URL}")
+    return value.strip().rstrip("/")
+
+
+def _reconcile_interval(key: str, value: Any) -> int:
+    minutes: int = integer(0, 1440)(key, value)
+    if 0 < minutes < RECONCILE_MIN_INTERVAL_MINUTES:
+        raise _bad(key, value, f"expected 0 (off) or {RECONCILE_MIN_INTERVAL_MINUTES} to 1440 minutes")
+    return minutes
+
+
+# Every cdk.json key -> the parser of its raw value (cdk.json or `-c key=value`); the defaults are StackConfig's.
+PARSERS: dict[str, Parser] = {
+    "stage": choice(STAGES),
+    "stack_name": _stack_name,
+    "allowed_cidrs": _cidrs,
+    "alarm_email": _email,
+    "webhook_secret": _secret_id,
+    "idempotency_ttl_days": integer(1, 3650),
+    "archive_expiry_days": integer(1, 3650),
+    "log_retention_days": choice(tuple(LOG_RETENTION_DAYS)),
+    "log_level": choice(LOG_LEVELS),
+    "throttle_rate_limit": number(1, 10_000),
+    "throttle_burst_limit": integer(1, 5_000),
+    "receiver_memory_mb": integer(128, 10_240),
+    "processor_memory_mb": integer(128, 10_240),
+    "processor_timeout_seconds": integer(1, LAMBDA_MAX_TIMEOUT_SECONDS),
+    # the range the SQS event source's ScalingConfig.MaximumConcurrency accepts
+    "processor_max_concurrency": integer(2, 1000),
+    "processor_reserved_concurrency": optional(integer(2, 1000)),
+    "dlq_max_receive_count": integer(1, 1000),
+    "fan_out": boolean,
+    "signature_rejection_alarm_threshold": integer(1, 1_000_000),
+    "queue_age_alarm_seconds": integer(60, spec.QUEUE_RETENTION_DAYS * 86_400),
+    # CloudWatch evaluates an alarm over at most 7 days (hourly periods x evaluation periods <= 604,800 s).
+    "silence_alarm_hours": integer(0, 168),
+    "tracing": boolean,
+    "reconcile_every_minutes": _reconcile_interval,
+    "reconcile_lookback_hours": integer(1, RECONCILE_MAX_LOOKBACK_HOURS),
+    "klikit_api_url": _https_url,
+    "partner_credentials_secret": _secret_id,
+}
 KEYS = tuple(StackConfig.__dataclass_fields__)
 
 
@@ -283,7 +308,7 @@ def load_config(context: Mapping[str, Any]) -> StackConfig:
         raise ConfigError(
             f"unknown cdk.json context {unknown[0]!r}: {context[unknown[0]]!r} (known keys: {', '.join(KEYS)})"
         )
-    values = {key: _parse(key, context[key]) for key in KEYS if key in context}
+    values = {key: PARSERS[key](key, context[key]) for key in KEYS if key in context}
     config = StackConfig(**values)
     if config.idempotency_ttl_days < MIN_EFFECTS_WINDOW_DAYS:
         # the processor's effects table keeps its records this long: a redrive after they expired repeats effects

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from infra.config import (
+    KEYS,
+    PARSERS,
     REPO_ROOT,
     ConfigError,
     StackConfig,
@@ -112,6 +114,52 @@ def test_bad_value_fails_with_the_key_and_value_named(key: str, value: Any) -> N
     assert repr(key) in message
     bad = value[0] if isinstance(value, list) else value
     assert repr(bad) in message, message
+
+
+# One bad value per key, each the kind of mistake a user makes; a key added without a row here fails the test below.
+BAD_VALUE_OF_EVERY_KEY: dict[str, Any] = {
+    "stage": "production",
+    "stack_name": "klikit webhooks",
+    "allowed_cidrs": "10.0.0.1/8",
+    "alarm_email": "oncall@",
+    "webhook_secret": "arn:aws:ssm:eu-west-1:123456789012:parameter/klikit",
+    "idempotency_ttl_days": 3651,
+    "archive_expiry_days": "a month",
+    "log_retention_days": 31,
+    "log_level": "TRACE",
+    "throttle_rate_limit": "fast",
+    "throttle_burst_limit": 5001,
+    "receiver_memory_mb": "1GB",
+    "processor_memory_mb": 127,
+    "processor_timeout_seconds": 0,
+    "processor_max_concurrency": 1001,
+    "processor_reserved_concurrency": "lots",
+    "dlq_max_receive_count": 1001,
+    "fan_out": "on",
+    "signature_rejection_alarm_threshold": 1.5,
+    "queue_age_alarm_seconds": 14 * 86_400 + 1,
+    "silence_alarm_hours": 169,
+    "tracing": 1,
+    "reconcile_every_minutes": 5,
+    "reconcile_lookback_hours": 90 * 24 + 1,
+    "klikit_api_url": "http://api.klikit.io/v1/partner",
+    "partner_credentials_secret": "arn:partner",
+}
+
+
+def test_every_key_has_a_parser_and_a_bad_value_case() -> None:
+    assert set(PARSERS) == set(KEYS)
+    assert set(BAD_VALUE_OF_EVERY_KEY) == set(KEYS)
+
+
+@pytest.mark.parametrize(("key", "value"), BAD_VALUE_OF_EVERY_KEY.items())
+def test_every_key_rejects_a_bad_value_in_one_line_naming_the_key_value_and_fix(key: str, value: Any) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config({key: value})
+    message = str(error.value)
+    bad = value.split(",")[0] if key == "allowed_cidrs" else value
+    assert message.startswith(f"invalid cdk.json context {key!r}: {bad!r} (expected "), message
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize("days", [1, 24])
