@@ -29,7 +29,7 @@ def measure(kind: str) -> dict[str, Any]:
     from bench import workload
 
     env = workload.start_moto()
-    context = workload.LambdaContext()
+    context = workload.lambda_context()
     event = (
         workload.api_event(workload.order_body(BODY_BYTES))
         if kind.startswith("receiver")

@@ -10,7 +10,6 @@ billed resources (alarms, dashboards, secrets, keys, memory sizes, log formats).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import copy
 import dataclasses
@@ -29,6 +28,7 @@ from typing import Any
 from bench import prices, workload
 from bench.harness import REGION
 from bench.prices import Price
+from infra import lambda_shapes
 
 CREATED = "klikit.order.created.v2"
 STATUS = "klikit.order.status.updated"
@@ -180,16 +180,7 @@ def api_event(delivery: Sent) -> dict[str, Any]:
         "X-Klikit-Event-Id": delivery.event_id,
         "X-Klikit-Event-Type": delivery.event_type,
     }
-    return {
-        "resource": "/webhooks/klikit",
-        "path": "/webhooks/klikit",
-        "httpMethod": "POST",
-        "headers": headers,
-        "multiValueHeaders": {name: [value] for name, value in headers.items()},
-        "requestContext": {"requestId": str(uuid.uuid4()), "stage": "prod", "httpMethod": "POST"},
-        "body": base64.b64encode(delivery.body).decode(),
-        "isBase64Encoded": True,
-    }
+    return lambda_shapes.api_gateway_event(delivery.body, headers, stage="prod")
 
 
 @dataclass
@@ -245,12 +236,7 @@ class Pipeline:
             os.environ[TRACE_HEADER] = self._trace_header
 
     def _invoke(self, function: str, handler: Callable[[dict[str, Any], Any], Any], event: dict[str, Any]) -> Any:
-        context = workload.LambdaContext(
-            function_name=FUNCTION_NAMES[function],
-            memory_limit_in_mb=MEMORY_MB[function],
-            invoked_function_arn=f"arn:aws:lambda:{REGION}:123456789012:function:{FUNCTION_NAMES[function]}",
-            aws_request_id=str(uuid.uuid4()),
-        )
+        context = workload.lambda_context(MEMORY_MB[function], FUNCTION_NAMES[function])
         # Lambda sets a trace header on every invocation; Powertools Logger adds it to every line
         os.environ[TRACE_HEADER] = f"Root=1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]};Sampled=0"
         before = Counter({call: c["requests"] for (fn, call), c in self.aws.usage.counters.items() if fn == function})
@@ -277,7 +263,7 @@ class Pipeline:
 
     def drain(self, until_empty: bool = True) -> None:
         """Lambda's SQS event source: receive up to a batch, invoke the processor, delete what succeeded."""
-        from tools.local.worker import failed_ids, lambda_record
+        from infra.lambda_shapes import failed_ids, record_from_message
 
         while self._queued > 0:
             with self.aws.running("event source"):
@@ -289,7 +275,7 @@ class Pipeline:
                 ).get("Messages", [])
             if not messages:
                 raise RuntimeError(f"{self._queued} accepted deliveries are not on the queue")
-            records = [lambda_record(message, self._queue_arn) for message in messages]
+            records = [record_from_message(message, self._queue_arn) for message in messages]
             result = self._invoke("processor", self._processor, {"Records": records})
             failed = failed_ids(result, records)
             if failed:
@@ -392,7 +378,6 @@ def _render_access_log(format_json: Any) -> int:
 
 def stack_facts() -> dict[str, Any]:
     """What the default stack (cdk.json's context) is billed for besides requests, read from its template."""
-    sys_path_functions()
     import aws_cdk as cdk
     from aws_cdk.assertions import Template
 
@@ -442,15 +427,6 @@ def stack_facts() -> dict[str, Any]:
         "log_retention_days": config.log_retention_days,
         "orders_pitr": True,
     }
-
-
-def sys_path_functions() -> None:
-    import sys
-
-    from bench.harness import REPO
-
-    if str(REPO / "functions") not in sys.path:
-        sys.path.insert(0, str(REPO / "functions"))
 
 
 # --- pricing: measured counts x the price table ---------------------------------------------------------------

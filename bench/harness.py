@@ -19,8 +19,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from infra import lambda_shapes
+
 REPO = Path(__file__).resolve().parent.parent
-REGION = "us-east-1"
+REGION = lambda_shapes.REGION
 
 
 class WorkerFailed(RuntimeError):

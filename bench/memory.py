@@ -52,7 +52,7 @@ def measure(function: str, invocations: int) -> dict[str, Any]:
     if function == "receiver":
         from receiver import handler
 
-        context = workload.LambdaContext(memory_limit_in_mb=256)
+        context = workload.lambda_context(256)
         for index in range(invocations):
             reply = handler.lambda_handler(workload.api_event(large if index % 10 == 9 else small), context)
             if reply["statusCode"] != 200:
@@ -64,7 +64,7 @@ def measure(function: str, invocations: int) -> dict[str, Any]:
     else:
         from processor import handler as processor
 
-        processor_context: Any = workload.LambdaContext(memory_limit_in_mb=512)
+        processor_context: Any = workload.lambda_context(512)
         for index in range(invocations):
             if index % 20 == 19:  # a full batch of new orders, one of them large
                 bodies = [small] * 9 + [large]

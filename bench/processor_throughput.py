@@ -27,7 +27,7 @@ def measure(rounds: int, batches: int) -> dict[str, Any]:
 
     baseline = BaselineProcessor(env)
     handlers = {"processor": handler.lambda_handler, "baseline": baseline.handle}
-    context = workload.LambdaContext(memory_limit_in_mb=512)
+    context = workload.lambda_context(512)
     order_ids = itertools.count(1_000_000)
 
     own = dict.fromkeys(handlers, 0.0)  # seconds outside AWS calls

@@ -29,7 +29,7 @@ def measure(body_bytes: int, rounds: int, per_round: int) -> dict[str, Any]:
 
     baseline = BaselineReceiver(env)
     handlers = {"receiver": handler.lambda_handler, "baseline": baseline.handle}
-    context = workload.LambdaContext()
+    context = workload.lambda_context()
     body = workload.order_body(body_bytes)
     sqs = boto3.Session(region_name=workload.REGION).client("sqs")
 

@@ -1,12 +1,13 @@
 """What the workers send: klikit-shaped signed deliveries, SQS records, a Lambda context, and AWS on moto.
 
+The Lambda shapes themselves come from infra/lambda_shapes.py (standard library only).
+
 Deliberately light on imports (hmac, json, uuid): a cold-start worker builds its events after the timed import
 phase, and nothing here may pre-load a module the measured code would have to import itself.
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import hashlib
 import hmac
@@ -14,11 +15,11 @@ import json
 import os
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness import REGION, REPO
+from bench.harness import REPO
+from infra import lambda_shapes
 
 SECRET = "whsec_bench_5d1c2b3a4f6e7d8c"
 ORDER_CREATED = "klikit.order.created.v2"
@@ -28,20 +29,12 @@ FIXTURE = REPO / "tests" / "fixtures" / "order_created_v2_batch.json"
 STATUS_FIXTURE = REPO / "tests" / "fixtures" / "order_status_updated.json"
 
 
-@dataclass
-class LambdaContext:
-    """The parts of a Lambda context Powertools reads.
+REGION = lambda_shapes.REGION
 
-    Not tools.local.runtime.LambdaContext: importing that pulls boto3 into a cold-start worker before the timer.
-    """
 
-    function_name: str = "klikit-bench"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:klikit-bench"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
+def lambda_context(memory_mb: int = 256, function_name: str = "klikit-bench") -> lambda_shapes.LambdaContext:
+    """A context with 10 s left, whatever the measured code takes."""
+    return lambda_shapes.LambdaContext(function_name, memory_mb, remaining_ms=10_000)
 
 
 def order_body(target_bytes: int, order_id: int = 7821, fixture: Path = FIXTURE) -> bytes:
@@ -77,44 +70,23 @@ def api_event(body: bytes, event_id: str | None = None, signature: str | None = 
         "X-Klikit-Event-Id": event_id or f"bench-{uuid.uuid4()}",
         "X-Klikit-Event-Type": ORDER_CREATED,
     }
-    return {
-        "resource": "/webhooks/klikit",
-        "path": "/webhooks/klikit",
-        "httpMethod": "POST",
-        "headers": headers,
-        "multiValueHeaders": {name: [value] for name, value in headers.items()},
-        "requestContext": {"requestId": str(uuid.uuid4()), "stage": "bench", "httpMethod": "POST"},
-        "body": body.decode(),
-        "isBase64Encoded": False,
-    }
+    return lambda_shapes.api_gateway_event(body, headers, stage="bench")
 
 
 def sqs_record(
     body: bytes, event_id: str | None = None, received_at: str = RECEIVED_AT, event_type: str = ORDER_CREATED
 ) -> dict[str, Any]:
     """One record of Lambda's SQS event carrying a verified delivery inline, as the receiver queues it."""
-    event_id = event_id or f"bench-{uuid.uuid4()}"
     attributes = {
-        "event_id": event_id,
+        "event_id": event_id or f"bench-{uuid.uuid4()}",
         "event_type": event_type,
         "received_at": received_at,
         "body_sha256": hashlib.sha256(body).hexdigest(),
         "body_encoding": "utf-8",
     }
-    return {
-        "messageId": str(uuid.uuid4()),
-        "receiptHandle": base64.b64encode(uuid.uuid4().bytes).decode(),
-        "body": body.decode(),
-        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1782379800000"},
-        "messageAttributes": {
-            name: {"stringValue": value, "stringListValues": [], "binaryListValues": [], "dataType": "String"}
-            for name, value in attributes.items()
-        },
-        "md5OfBody": "",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:klikit-local-deliveries",
-        "awsRegion": REGION,
-    }
+    return lambda_shapes.sqs_record(
+        body.decode(), {name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()}
+    )
 
 
 def sqs_batch(size: int, body_bytes: int, first_order_id: int) -> dict[str, Any]:

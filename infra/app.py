@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-# The stack imports names from the functions' own package (klikit.settings, klikit.observability).
-_FUNCTIONS = str(Path(__file__).resolve().parent.parent / "functions")
-if _FUNCTIONS not in sys.path:
-    sys.path.insert(0, _FUNCTIONS)
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
 
-import aws_cdk as cdk  # noqa: E402
-from cdk_nag import AwsSolutionsChecks  # noqa: E402
-
-from infra.config import ConfigError, check_deployable, load_config  # noqa: E402
-from infra.nag import acknowledge_findings  # noqa: E402
-from infra.stack import KlikitWebhooksStack  # noqa: E402
+from infra.config import ConfigError, check_deployable, load_config
+from infra.nag import acknowledge_findings
+from infra.stack import KlikitWebhooksStack
 
 
 def build_app(

@@ -11,7 +11,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from infra import spec
+from infra import lambda_shapes, spec
 from infra.config import LOG_RETENTION_DAYS, REPO_ROOT, StackConfig
 from infra.storage import removal_policy
 from klikit import observability
@@ -83,9 +83,7 @@ class PythonFunctionConstruct(Construct):
             # Lambda itself records the invocation's segment: no X-Ray SDK in the function's imports.
             tracing=lambda_.Tracing.ACTIVE if config.tracing else None,
             environment={
-                "POWERTOOLS_SERVICE_NAME": service,
-                "POWERTOOLS_METRICS_NAMESPACE": observability.METRICS_NAMESPACE,
-                "POWERTOOLS_LOG_LEVEL": config.log_level,
+                **lambda_shapes.powertools_environment(service, observability.METRICS_NAMESPACE, config.log_level),
                 **environment,
             },
         )

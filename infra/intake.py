@@ -13,13 +13,12 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra import spec
+from infra import lambda_shapes, spec
 from infra.config import StackConfig
 from infra.function import PythonFunctionConstruct, log_group
 from infra.secrets import secret
 from infra.storage import table
 from klikit import observability
-from klikit import settings as env
 
 WEBHOOK_PATH = spec.WEBHOOK_PATH_PARTS
 # klikit gives up after 10 s; 7 s leaves room for API Gateway and the network, and bounds a stuck AWS call.
@@ -86,14 +85,14 @@ class IntakeConstruct(Construct):
             description="Verifies klikit webhook signatures, admits each delivery once and queues it",
             memory_mb=config.receiver_memory_mb,
             timeout=cdk.Duration.seconds(RECEIVER_TIMEOUT_SECONDS),
-            environment={
-                env.WEBHOOK_SECRET_ID: secret_id,
-                env.IDEMPOTENCY_TABLE_NAME: self.idempotency_table.table_name,
-                env.IDEMPOTENCY_TTL_DAYS: str(config.idempotency_ttl_days),
-                env.QUEUE_URL: queue.queue_url,
-                env.PAYLOAD_BUCKET_NAME: bucket.bucket_name,
-                env.SQS_MAX_MESSAGE_BYTES: str(spec.QUEUE_MAX_MESSAGE_BYTES),
-            },
+            environment=lambda_shapes.receiver_environment(
+                secret_id=secret_id,
+                idempotency_table=self.idempotency_table.table_name,
+                queue_url=queue.queue_url,
+                bucket=bucket.bucket_name,
+                ttl_days=config.idempotency_ttl_days,
+                queue_max_bytes=spec.QUEUE_MAX_MESSAGE_BYTES,
+            ),
             layer=layer,
             secret=self.secret,
         )

@@ -11,12 +11,11 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra import spec
+from infra import lambda_shapes, spec
 from infra.config import StackConfig
 from infra.function import PythonFunctionConstruct
 from infra.storage import removal_policy, table
 from klikit import observability
-from klikit import settings as env
 
 BATCH_SIZE = 10
 # Lambda's pollers wait up to this long to fill a batch: at ~10 deliveries/s one invocation, one ReceiveMessage and
@@ -64,17 +63,15 @@ class ProcessingConstruct(Construct):
         self.effects_table = table(self, spec.EFFECTS_TABLE, config)
         self.event_bus = events.EventBus(self, "OrderEvents") if config.fan_out else None
 
-        environment = {
-            env.ORDERS_TABLE_NAME: self.orders_table.table_name,
-            env.EFFECTS_TABLE_NAME: self.effects_table.table_name,
-            env.PAYLOAD_BUCKET_NAME: bucket.bucket_name,
-            env.DLQ_URL: self.dead_letter_queue.queue_url,
-            env.EFFECTS_TTL_DAYS: str(config.idempotency_ttl_days),
-        }
-        if self.event_bus is not None:
-            environment[env.EVENT_BUS_NAME] = self.event_bus.event_bus_name
-        if config.tracing:
-            environment[env.TRACING_ENABLED] = "true"  # the processor annotates each delivery's subsegment
+        environment = lambda_shapes.processor_environment(
+            orders_table=self.orders_table.table_name,
+            effects_table=self.effects_table.table_name,
+            bucket=bucket.bucket_name,
+            dlq_url=self.dead_letter_queue.queue_url,
+            ttl_days=config.idempotency_ttl_days,
+            event_bus=self.event_bus.event_bus_name if self.event_bus is not None else None,
+            tracing=config.tracing,
+        )
 
         self.processor = PythonFunctionConstruct(
             self,

@@ -19,13 +19,12 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra import spec
+from infra import lambda_shapes, spec
 from infra.config import StackConfig
 from infra.function import PythonFunctionConstruct
 from infra.observability import PERIOD, ObservabilityConstruct, service_metric
 from infra.secrets import secret
 from klikit import observability as observability_names
-from klikit import settings as env
 from reconciler.adapters import CHECKPOINT_KEY
 
 PLACEHOLDER_PARTNER_KEY = "replace-with-klikits-partner-key"
@@ -73,14 +72,14 @@ class ReconciliationConstruct(Construct):
             description="Heals orders klikit's webhooks missed from klikit's orders API",
             memory_mb=spec.RECONCILER_MEMORY_MB,
             timeout=cdk.Duration.seconds(spec.RECONCILER_TIMEOUT_SECONDS),
-            environment={
-                env.ORDERS_TABLE_NAME: orders_table.table_name,
-                env.QUEUE_URL: queue.queue_url,
-                env.CHECKPOINT_TABLE_NAME: checkpoint_table.table_name,
-                env.PARTNER_SECRET_ID: secret_id,
-                env.KLIKIT_API_URL: config.klikit_api_url,
-                env.RECONCILE_LOOKBACK_HOURS: str(config.reconcile_lookback_hours),
-            },
+            environment=lambda_shapes.reconciler_environment(
+                orders_table=orders_table.table_name,
+                queue_url=queue.queue_url,
+                checkpoint_table=checkpoint_table.table_name,
+                partner_secret_id=secret_id,
+                klikit_api_url=config.klikit_api_url,
+                lookback_hours=config.reconcile_lookback_hours,
+            ),
             layer=layer,
             secret=self.secret,
         )

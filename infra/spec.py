@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from infra.lambda_shapes import WEBHOOK_PATH
 from klikit.delivery import ARCHIVE_PREFIX, CLAIM_CHECK_PREFIX
 
 
@@ -65,7 +66,7 @@ OUTPUT_KLIKIT_API_URL = "KlikitApiUrl"
 
 # The one route, and what API Gateway answers for any other path or method (the stack maps its default
 # 403 "Missing Authentication Token" to this; the local gateway answers the same).
-WEBHOOK_PATH_PARTS = ("webhooks", "klikit")
+WEBHOOK_PATH_PARTS = tuple(WEBHOOK_PATH.strip("/").split("/"))
 UNKNOWN_ROUTE_STATUS = 404
 UNKNOWN_ROUTE_MESSAGE = "Not Found"
 # Well under klikit's 10 s delivery timeout.

@@ -7,7 +7,6 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from infra.lambda_shapes import LambdaContext, api_gateway_event
 from klikit.signature import sign
 from tests.faults import Faults
 from tools.local.resources import LOCAL_REGION, LocalResources, create_resources
@@ -40,23 +40,9 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
 
 
-@dataclass
-class FakeLambdaContext:
-    """The parts of a Lambda context Powertools reads."""
-
-    function_name: str = "klikit-test"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{LOCAL_REGION}:123456789012:function:klikit-test"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-    remaining_ms: int = 6_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
-
-
 @pytest.fixture
-def lambda_context() -> FakeLambdaContext:
-    return FakeLambdaContext(aws_request_id=str(uuid.uuid4()))
+def lambda_context() -> LambdaContext:
+    return LambdaContext(remaining_ms=6_000)
 
 
 @pytest.fixture
@@ -88,28 +74,15 @@ def api_event(
     headers: dict[str, str] | None = None,
     base64_encoded: bool = False,
 ) -> dict[str, Any]:
-    """An API Gateway REST proxy event for POST /webhooks/klikit, signed like klikit signs."""
-    import base64
-
+    """An API Gateway REST proxy event for POST /webhooks/klikit, signed like klikit signs (`headers` replaces
+    klikit's headers); the body as text unless `base64_encoded` (the deployed API's binary form)."""
     sent = {
         "Content-Type": "application/json",
         "x-klikit-signature": signature if signature is not None else sign(secret, body),
         "x-klikit-event-id": event_id or f"test-{uuid.uuid4()}",
         "x-klikit-event-type": event_type,
     }
-    if headers is not None:
-        sent = headers
-    return {
-        "resource": "/webhooks/klikit",
-        "path": "/webhooks/klikit",
-        "httpMethod": "POST",
-        "headers": sent,
-        "multiValueHeaders": {name: [value] for name, value in sent.items()},
-        "queryStringParameters": None,
-        "requestContext": {"requestId": str(uuid.uuid4()), "stage": "test", "httpMethod": "POST"},
-        "body": base64.b64encode(body).decode() if base64_encoded else body.decode("utf-8"),
-        "isBase64Encoded": base64_encoded,
-    }
+    return api_gateway_event(body, sent if headers is None else headers, stage="test", base64_encoded=base64_encoded)
 
 
 class StructuredLogs:

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from infra import FUNCTIONS_DIR, REPO_ROOT  # importing infra puts functions/ on the import path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS_DIR = REPO_ROOT / "functions"
-
-# The Lambda code lives in functions/ (one asset); outside pytest, make `klikit`, `receiver` and `processor` importable.
-if str(FUNCTIONS_DIR) not in sys.path:
-    sys.path.insert(0, str(FUNCTIONS_DIR))
+__all__ = ["FUNCTIONS_DIR", "REPO_ROOT"]

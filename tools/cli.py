@@ -15,7 +15,6 @@ import sys
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -23,6 +22,7 @@ from urllib.parse import unquote
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.config import ConfigError
+from klikit.formats import json_default
 from tools import dlq as dead_letters
 from tools import events, sender
 from tools.events import OUTCOMES as OUTCOME_CHOICES
@@ -699,14 +699,6 @@ def _archived(args: argparse.Namespace) -> tuple[bytes, str]:
     return found.body, event_type
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, set):
-        return sorted(value)
-    raise TypeError(type(value).__name__)
-
-
 def cmd_orders_get(args: argparse.Namespace) -> int:
     from boto3.dynamodb.types import TypeDeserializer
 
@@ -725,7 +717,7 @@ def cmd_orders_get(args: argparse.Namespace) -> int:
 
     deserialize = TypeDeserializer().deserialize
     order = readable({name: deserialize(value) for name, value in sorted(item.items())})
-    _say(json.dumps(order, indent=2, default=_plain, ensure_ascii=False))
+    _say(json.dumps(order, indent=2, default=json_default, ensure_ascii=False))
     return 0
 
 

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, Protocol
 from infra import insights
 from klikit import observability as names
 from klikit.events import KNOWN_EVENT_TYPES
+from klikit.formats import iso_z
 from tools.target import CliError
 
 OUTCOMES = (
@@ -69,7 +70,7 @@ class Step(NamedTuple):
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_z(moment)
 
 
 def short_type(event_type: str | None) -> str:

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from klikit.formats import iso_z
+
 API_PREFIX = "/v1/partner"
 MAX_WINDOW = timedelta(days=90)
 DEFAULT_PAGE_SIZE = 20
@@ -164,7 +166,7 @@ def _now() -> datetime:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_z(moment, "seconds")
 
 
 class _Reply(Exception):

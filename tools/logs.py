@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from klikit.formats import iso_z
+
 DEFAULT_SINCE = timedelta(minutes=10)
 POLL_SECONDS = 2.0
 
@@ -30,8 +32,7 @@ def _millis(moment: datetime) -> int:
 
 
 def format_event(label: str, timestamp_ms: int, message: str) -> str:
-    moment = datetime.fromtimestamp(timestamp_ms / 1000, UTC).isoformat(timespec="milliseconds")
-    return f"{moment.replace('+00:00', 'Z')} {label} {message.rstrip()}"
+    return f"{iso_z(datetime.fromtimestamp(timestamp_ms / 1000, UTC))} {label} {message.rstrip()}"
 
 
 def _fetch(client: Any, group: str, start_ms: int, filter_pattern: str | None) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from decimal import Decimal, DecimalException
+from decimal import DecimalException
 from typing import Any
 from urllib.parse import quote
 
@@ -32,6 +32,7 @@ from klikit.delivery import (
     received_day,
 )
 from klikit.errors import PoisonDelivery, PublishFailed
+from klikit.formats import json_default
 from processor import cart_storage
 from processor.projection import Clock, Mode, PartWrite
 
@@ -297,13 +298,6 @@ class _Expression:
         return {placeholder: value for placeholder, value in self.values.items() if placeholder in used}
 
 
-def _json_number(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        # Only JSON numbers become Decimal when klikit's body is parsed: float() gives back the same number text.
-        return int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 class EventBus:
     """Publishes processed order events for other services (the optional fan-out)."""
 
@@ -315,7 +309,7 @@ class EventBus:
         entry = {
             "Source": FANOUT_SOURCE,
             "DetailType": event_type,
-            "Detail": json.dumps(detail, default=_json_number, separators=(",", ":")),
+            "Detail": json.dumps(detail, default=json_default, separators=(",", ":")),
             "EventBusName": self._bus_name,
         }
         response = self._events.put_events(Entries=[entry])

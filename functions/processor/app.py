@@ -40,6 +40,7 @@ from klikit.aws import client
 from klikit.delivery import EVENT_ID, EVENT_TYPE, QueuedDelivery, message_attribute, queued_delivery, read_body
 from klikit.errors import PoisonDelivery
 from klikit.events import KNOWN_EVENT_TYPES, ORDER_CART_UPDATED, ORDER_CREATED, ORDER_STATUS_UPDATED
+from klikit.formats import iso_z
 from klikit.settings import ProcessorSettings
 from processor.adapters import DynamoOrdersTable, EventBus, PayloadBucket, Quarantine
 from processor.failures import safe_message
@@ -332,7 +333,7 @@ class ProcessorApp:
         detail = {
             "event_id": event.event_id,
             "event_type": event.event_type,
-            "received_at": event.received_at.isoformat().replace("+00:00", "Z"),
+            "received_at": iso_z(event.received_at, "auto"),
             "brand_id": event.brand_id,
             "branch_id": event.branch_id,
             "order": event.raw_order,

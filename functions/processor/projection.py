@@ -31,6 +31,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from klikit.events import ORDER_CART_UPDATED, ORDER_CREATED, ORDER_STATUS_UPDATED
+from klikit.formats import iso_z
 from processor.idempotency import digest
 from processor.models import Order, OrderEvent
 
@@ -105,7 +106,7 @@ class Projection:
 
 def _iso(event: OrderEvent, attribute: str) -> str | None:
     value = getattr(event.order, attribute)
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+    return iso_z(value, "auto") if value is not None else None
 
 
 def cart_values(order: Order) -> dict[str, Any] | None:
@@ -198,7 +199,7 @@ def project(event: OrderEvent, order_digest: str, table: OrdersTable) -> Project
         **order_values,
         "last_event_id": event.event_id,
         "last_event_type": event.event_type,
-        "updated_at": event.effective_time.isoformat().replace("+00:00", "Z"),
+        "updated_at": iso_z(event.effective_time, "auto"),
     }
     verdicts: dict[str, Verdict] = {}
     stored: dict[str, Any] | None = None  # unknown until a write is refused: the first guess is "all newer"

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import NamedTuple, Protocol
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from klikit.delivery import Delivery
 from klikit.errors import BodyTooLarge, InvalidSignature
+from klikit.formats import iso_z
 from klikit.headers import klikit_headers
 from klikit.signature import matches_any
 from receiver.admission import Admission
@@ -41,7 +41,7 @@ class Receipt(NamedTuple):
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_z()
 
 
 class Intake:

@@ -17,6 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from klikit import observability as names
 from klikit.aws import client
 from klikit.errors import CredentialsUnavailable, PartnerAuthError
+from klikit.formats import iso_z
 from klikit.settings import ReconcilerSettings
 from reconciler.adapters import Checkpoint, DynamoCheckpoints, DynamoProjection, ReconciledQueue, SecretCredentials
 from reconciler.logic import PAGE_SIZE, Heal, Report, Window, reconcile
@@ -78,8 +79,8 @@ def record(report: Report, secret_id: str) -> dict[str, Any]:
     metrics.add_metric(name=names.PARTNER_API_PAGES, unit=MetricUnit.Count, value=report.pages)
     metrics.add_metric(name=names.ORDERS_HEALED, unit=MetricUnit.Count, value=len({h.order_id for h in report.heals}))
     summary: dict[str, Any] = {
-        "since": report.window.since.isoformat().replace("+00:00", "Z"),
-        "until": report.window.until.isoformat().replace("+00:00", "Z"),
+        "since": iso_z(report.window.since, "auto"),
+        "until": iso_z(report.window.until, "auto"),
         "branch_id": report.window.branch_id,
         "start_page": report.start_page,
         "pages": report.pages,

@@ -21,7 +21,6 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
 from pydantic import ValidationError
@@ -29,6 +28,7 @@ from pydantic import ValidationError
 from klikit.delivery import Delivery
 from klikit.errors import PartnerApiError
 from klikit.events import ORDER_CART_UPDATED, ORDER_CREATED, ORDER_STATUS_UPDATED
+from klikit.formats import iso_z, json_default
 from processor.models import Order, loads
 from processor.projection import cart_values
 from reconciler.partner_api import MAX_WINDOW_DAYS, Page
@@ -109,13 +109,6 @@ class Report:
         return self.next_page is None and self.failure is None
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        # numbers came in as Decimal (exact comparison); float() gives back the same JSON number text
-        return int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 def _ms(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp() * 1000)
 
@@ -153,11 +146,11 @@ def plan(raw: Mapping[str, Any], order: Order, stored: Stored | None, received_a
             parts.append((CART, "cart behind" if stored.cart is not None else "cart missing from the projection"))
     body = json.dumps(
         {"brand_id": ids[0], "branch_id": ids[1], "orders": [raw]},
-        default=_plain,
+        default=json_default,
         separators=(",", ":"),
         ensure_ascii=False,
     ).encode("utf-8")
-    stamp = order.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ") if order.updated_at else "no-updated-at"
+    stamp = iso_z(order.updated_at, "seconds") if order.updated_at else "no-updated-at"
     return [
         Heal(
             order.id,
@@ -221,7 +214,7 @@ def reconcile(
         parsed, skipped = parse_page(page)
         report.skipped.extend(skipped)
         stored = projection.stored([order.id for _, order in parsed]) if parsed else {}
-        received_at = now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        received_at = iso_z(now())
         for raw, order in parsed:
             report.checked += 1
             heals = plan(raw, order, stored.get(order.id), received_at)

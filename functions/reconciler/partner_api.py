@@ -16,11 +16,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import quote, urlencode
 
 from klikit.errors import PartnerAuthError, PartnerRequestRejected, PartnerUnavailable
+from klikit.formats import iso_z
 
 ORDERS_PATH = "/orders"
 MAX_WINDOW_DAYS = 90  # klikit answers request_invalid_range beyond it
@@ -87,7 +88,7 @@ def pause(seconds: float) -> None:
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_z(moment, "seconds")
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

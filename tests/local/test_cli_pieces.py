@@ -27,7 +27,6 @@ from tools.local.gateway import api_gateway_event
 from tools.local.logs import parse_since
 from tools.local.resources import LOCAL_REGION, LocalResources
 from tools.local.state import keep_previous_logs
-from tools.local.worker import failed_ids, lambda_record
 
 BODY = b'{"brand_id":1,"branch_id":2,"orders":[{"id":42}]}'
 
@@ -259,43 +258,6 @@ def test_processor_steps_tell_processed_quarantined_retrying_and_dead_letter_apa
     ]
     assert steps[0][3] == "orders 7"
     assert "not_json" in steps[1][3]
-
-
-# --- the worker's batch bookkeeping --------------------------------------------------------------------------
-
-
-def test_lambda_record_has_the_shape_of_lambdas_sqs_event() -> None:
-    message = {
-        "MessageId": "m-1",
-        "ReceiptHandle": "rh",
-        "Body": "hello",
-        "MD5OfBody": "5d41402abc4b2a76b9719d911017c592",
-        "Attributes": {"ApproximateReceiveCount": "2", "SentTimestamp": "1"},
-        "MessageAttributes": {"event_id": {"StringValue": "evt", "DataType": "String"}},
-    }
-
-    record = lambda_record(message, "arn:aws:sqs:us-east-1:123456789012:q")
-
-    assert record["messageId"] == "m-1"
-    assert record["receiptHandle"] == "rh"
-    assert record["attributes"]["ApproximateReceiveCount"] == "2"
-    assert record["messageAttributes"]["event_id"] == {
-        "stringValue": "evt",
-        "stringListValues": [],
-        "binaryListValues": [],
-        "dataType": "String",
-    }
-    assert record["eventSource"] == "aws:sqs"
-    assert record["eventSourceARN"].endswith(":q")
-
-
-def test_only_reported_failures_stay_on_the_queue_and_a_malformed_reply_fails_the_batch() -> None:
-    records = [{"messageId": "a"}, {"messageId": "b"}]
-
-    assert failed_ids({"batchItemFailures": []}, records) == set()
-    assert failed_ids({"batchItemFailures": [{"itemIdentifier": "b"}]}, records) == {"b"}
-    assert failed_ids({"batchItemFailures": [{"itemIdentifier": "zzz"}]}, records) == {"a", "b"}
-    assert failed_ids(None, records) == {"a", "b"}
 
 
 # --- DLQ list and redrive (in-process moto) -------------------------------------------------------------------

@@ -29,15 +29,16 @@ import pytest
 from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, settings
 
+from infra import lambda_shapes
+from infra.lambda_shapes import LambdaContext
 from klikit.signature import sign
 from processor import handler as processor_handler
 from processor.cart_storage import readable
 from processor.models import OrderEvent
 from processor.registry import REGISTRY, Registry
 from receiver import handler as receiver_handler
-from tests.conftest import OLD_SECRET, SECRET, FakeLambdaContext, load_json
+from tests.conftest import OLD_SECRET, SECRET, load_json
 from tests.faults import Crash, Faults, Predicate
-from tests.integration.processor.helpers import lambda_record
 from tools.local.resources import LOCAL_REGION, LocalResources
 
 # --- hypothesis: bounded in `make test`, raised by `make fuzz` / `make soak` ----------------------------------
@@ -207,7 +208,7 @@ class BatchResult:
 class Pipeline:
     """klikit -> API Gateway -> receiver -> SQS -> event source mapping -> processor, one step at a time."""
 
-    def __init__(self, aws: LocalResources, faults: Faults, context: FakeLambdaContext) -> None:
+    def __init__(self, aws: LocalResources, faults: Faults, context: LambdaContext) -> None:
         self.aws = aws
         self.faults = faults
         self.context = context
@@ -243,8 +244,8 @@ class Pipeline:
                 self.let_in_flight_records_expire()
         raise AssertionError(f"klikit never got a 2xx: {replies}")
 
-    def _fresh_context(self) -> FakeLambdaContext:
-        return FakeLambdaContext(aws_request_id=str(uuid.uuid4()), remaining_ms=self.context.remaining_ms)
+    def _fresh_context(self) -> LambdaContext:
+        return LambdaContext(aws_request_id=str(uuid.uuid4()), remaining_ms=self.context.remaining_ms)
 
     # --- the clock ---------------------------------------------------------------------------------------
 
@@ -289,37 +290,21 @@ class Pipeline:
     def process_once(self, limit: int = 10) -> BatchResult | None:
         """One poll of the event source mapping: a batch to the processor; successes deleted, failures (or the
         whole batch, when the Lambda crashed) visible again as if their visibility timeout had passed."""
-        messages = self.receive(limit=limit)
-        if not messages:
+        source = lambda_shapes.EventSourceMapping(self.sqs, self.aws.queue_url, batch_size=limit)
+
+        def invoke(event: dict[str, Any]) -> Any:
+            try:
+                return processor_handler.lambda_handler(event, cast(Any, self._fresh_context()))
+            except Crash as exc:
+                raise lambda_shapes.InvocationFailed("the processor's instance died") from exc
+
+        batch = source.poll(invoke)
+        if batch is None:
             return None
-        records = []
-        for message in messages:
-            record = lambda_record(
-                message["Body"],
-                message.get("MessageAttributes", {}),
-                int(message["Attributes"]["ApproximateReceiveCount"]),
-            )
-            record["messageId"] = message["MessageId"]
-            records.append(record)
-        try:
-            response = processor_handler.lambda_handler({"Records": records}, cast(Any, self._fresh_context()))
-        except Crash:
-            failed = {m["MessageId"] for m in messages}
-            crashed = True
-        else:
-            failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
-            crashed = False
-        if failed:
+        if batch.failed:
             # SQS shows them again after the visibility timeout, which is longer than the Lambda timeout
             self.let_in_flight_records_expire()
-        for message in messages:
-            if message["MessageId"] in failed:
-                self.sqs.change_message_visibility(
-                    QueueUrl=self.aws.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-                )
-            else:
-                self.sqs.delete_message(QueueUrl=self.aws.queue_url, ReceiptHandle=message["ReceiptHandle"])
-        return BatchResult(records=len(messages), failed=len(failed), crashed=crashed)
+        return BatchResult(records=len(batch.records), failed=len(batch.failed), crashed=batch.result is None)
 
     def drain(self, rounds: int = 40, limit: int = 10) -> list[BatchResult]:
         """Run the processor until the queue is empty; a record still failing after `rounds` polls fails."""
@@ -350,7 +335,7 @@ class Pipeline:
 
 
 @pytest.fixture
-def pipeline(aws: LocalResources, faults: Faults, lambda_context: FakeLambdaContext) -> Iterator[Pipeline]:
+def pipeline(aws: LocalResources, faults: Faults, lambda_context: LambdaContext) -> Iterator[Pipeline]:
     receiver_handler.reset()
     processor_handler.reset()
     yield Pipeline(aws, faults, lambda_context)

@@ -11,7 +11,6 @@ It behaves like the deployed REST API on the points the receiver depends on:
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import threading
@@ -23,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from infra import spec
+from infra import lambda_shapes, spec
 from klikit import headers as klikit_headers
 from klikit import limits
 from tools.local.console import Console, receiver_step
@@ -55,46 +54,10 @@ def api_gateway_event(
 ) -> dict[str, Any]:
     """The REST proxy event API Gateway would hand the receiver for this request."""
     url = urlsplit(target)
-    headers: dict[str, str] = {}
-    multi: dict[str, list[str]] = {}
-    for name, value in header_pairs:
-        headers[name] = value
-        multi.setdefault(name, []).append(value)
     query = parse_qs(url.query, keep_blank_values=True)
-    now = time.time()
-    return {
-        "resource": WEBHOOK_PATH,
-        "path": url.path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": multi,
-        "queryStringParameters": {name: values[-1] for name, values in query.items()} or None,
-        "multiValueQueryStringParameters": query or None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": WEBHOOK_PATH,
-            "httpMethod": method,
-            "path": f"/{STAGE}{url.path}",
-            "stage": STAGE,
-            "requestId": str(uuid.uuid4()),
-            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-            "requestTimeEpoch": int(now * 1000),
-            "protocol": "HTTP/1.1",
-            "identity": {"sourceIp": client_ip, "userAgent": headers.get("User-Agent")},
-            "accountId": "123456789012",
-            "apiId": "local",
-        },
-        "body": base64.b64encode(body).decode("ascii"),
-        "isBase64Encoded": True,
-    }
-
-
-def _response_body(result: dict[str, Any]) -> bytes:
-    body = result.get("body") or ""
-    if result.get("isBase64Encoded"):
-        return base64.b64decode(body)
-    return str(body).encode("utf-8")
+    return lambda_shapes.api_gateway_event(
+        body, header_pairs, method=method, path=url.path, query=query, stage=STAGE, source_ip=client_ip
+    )
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -218,7 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(502, _json("Internal server error"), {"x-amzn-ErrorType": INTERNAL_ERROR})
             return
         status = int(result["statusCode"])
-        reply = _response_body(result)
+        reply = lambda_shapes.response_body(result)
         headers = {str(k): str(v) for k, v in (result.get("headers") or {}).items()}
         for name, values in (result.get("multiValueHeaders") or {}).items():
             headers[str(name)] = ", ".join(str(v) for v in values)

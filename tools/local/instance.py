@@ -21,7 +21,9 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from tools.local.runtime import LambdaContext, load_handler, now_iso
+from infra.lambda_shapes import LambdaContext
+from klikit.formats import iso_z
+from tools.local.runtime import load_handler
 
 
 class _LogLines:
@@ -49,7 +51,7 @@ class _LogLines:
     def _line(self, line: str) -> None:
         if not line.strip():
             return
-        os.write(self._descriptor, f"{now_iso()}\t{line}\n".encode())
+        os.write(self._descriptor, f"{iso_z()}\t{line}\n".encode())
         if self._echo is not None:
             os.write(sys.__stdout__.fileno() if sys.__stdout__ else 1, f"{self._echo}{line}\n".encode())
         if line.startswith("{"):

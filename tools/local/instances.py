@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from klikit.formats import iso_z
 from tools import REPO_ROOT
-from tools.local.runtime import FunctionLog, Invocation, Outcome, now_iso
+from tools.local.runtime import FunctionLog, Invocation, Outcome
 
 INSTANCE_MODULE = "tools.local.instance"
 START_TIMEOUT_SECONDS = 60.0  # an import on a busy 2-core machine; Lambda's own init limit is 10 s
@@ -109,11 +110,11 @@ class Instance:
         if message is None:
             self.kill()
             seconds = f"{self.function.timeout_seconds:g}"
-            self._log.write(now_iso(), f"Task timed out after {seconds} seconds (instance {self.number})")
+            self._log.write(iso_z(), f"Task timed out after {seconds} seconds (instance {self.number})")
             return Outcome(None, f"Task timed out after {seconds} seconds", invocation, "timed-out")
         if message[0] == "eof":
             code = self.exit_code()
-            self._log.write(now_iso(), f"Runtime exited with {_exit_text(code)} (instance {self.number})")
+            self._log.write(iso_z(), f"Runtime exited with {_exit_text(code)} (instance {self.number})")
             return Outcome(None, f"Runtime exited with {_exit_text(code)}", invocation, "crashed")
         invocation.records.extend(message[2])
         if message[0] == "error":
@@ -230,7 +231,7 @@ class InstancePool:
                 self._condition.notify_all()
             raise
         line = f"INIT {self.function.name} instance {instance.number} (pid {instance.pid}): Init Duration: "
-        self._log.write(now_iso(), f"{line}{instance.init_ms:.1f} ms")
+        self._log.write(iso_z(), f"{line}{instance.init_ms:.1f} ms")
         self._announce(
             f"{self.function.kind} instance {instance.number} (pid {instance.pid}) ready in {instance.init_ms:,.0f} ms"
             f" ({self._count} of at most {self.function.concurrency})"

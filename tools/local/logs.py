@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from klikit.formats import iso_z
 from tools.local.state import FUNCTIONS, log_file
 
 POLL_SECONDS = 0.3
@@ -44,7 +45,7 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_z(moment)
 
 
 def _parse(function: str, raw: str) -> LogLine | None:

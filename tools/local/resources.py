@@ -9,11 +9,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from infra import spec
+from infra import lambda_shapes, spec
 from klikit import settings as env_names
 from tools.fake_klikit import LOCAL_PARTNER_KEY, LOCAL_SECRET_KEY
 
-LOCAL_REGION = "us-east-1"
+LOCAL_REGION = lambda_shapes.REGION
 
 
 @dataclass(frozen=True)
@@ -27,33 +27,40 @@ class LocalResources:
     bucket: str
     partner_secret_id: str = ""  # klikit's partner API credentials, for the reconciler
 
-    def receiver_env(self) -> dict[str, str]:
-        return {
-            env_names.WEBHOOK_SECRET_ID: self.secret_id,
-            env_names.IDEMPOTENCY_TABLE_NAME: self.idempotency_table,
-            env_names.QUEUE_URL: self.queue_url,
-            env_names.PAYLOAD_BUCKET_NAME: self.bucket,
-        }
+    def receiver_env(self, ttl_days: int = env_names.DEFAULT_IDEMPOTENCY_TTL_DAYS) -> dict[str, str]:
+        return lambda_shapes.receiver_environment(
+            secret_id=self.secret_id,
+            idempotency_table=self.idempotency_table,
+            queue_url=self.queue_url,
+            bucket=self.bucket,
+            ttl_days=ttl_days,
+            queue_max_bytes=spec.QUEUE_MAX_MESSAGE_BYTES,
+        )
 
-    def processor_env(self) -> dict[str, str]:
-        return {
-            env_names.ORDERS_TABLE_NAME: self.orders_table,
-            env_names.EFFECTS_TABLE_NAME: self.effects_table,
-            env_names.PAYLOAD_BUCKET_NAME: self.bucket,
-            env_names.DLQ_URL: self.dlq_url,
-        }
+    def processor_env(self, ttl_days: int = env_names.DEFAULT_IDEMPOTENCY_TTL_DAYS) -> dict[str, str]:
+        return lambda_shapes.processor_environment(
+            orders_table=self.orders_table,
+            effects_table=self.effects_table,
+            bucket=self.bucket,
+            dlq_url=self.dlq_url,
+            ttl_days=ttl_days,
+        )
 
-    def reconciler_env(self, klikit_api_url: str) -> dict[str, str]:
-        return {
-            env_names.ORDERS_TABLE_NAME: self.orders_table,
-            env_names.QUEUE_URL: self.queue_url,
-            env_names.CHECKPOINT_TABLE_NAME: self.idempotency_table,
-            env_names.PARTNER_SECRET_ID: self.partner_secret_id,
-            env_names.KLIKIT_API_URL: klikit_api_url,
-        }
+    def reconciler_env(
+        self, klikit_api_url: str, lookback_hours: int = env_names.DEFAULT_RECONCILE_LOOKBACK_HOURS
+    ) -> dict[str, str]:
+        return lambda_shapes.reconciler_environment(
+            orders_table=self.orders_table,
+            queue_url=self.queue_url,
+            checkpoint_table=self.idempotency_table,
+            partner_secret_id=self.partner_secret_id,
+            klikit_api_url=klikit_api_url,
+            lookback_hours=lookback_hours,
+        )
 
-    def env(self) -> dict[str, str]:
-        return {**self.receiver_env(), **self.processor_env()}
+    def env(self, ttl_days: int = env_names.DEFAULT_IDEMPOTENCY_TTL_DAYS) -> dict[str, str]:
+        """Both functions' resources, for a test process that runs the two handlers side by side."""
+        return {**self.receiver_env(ttl_days), **self.processor_env(ttl_days)}
 
 
 def _create_table(dynamodb: Any, name: str, table: spec.TableSpec) -> None:

@@ -1,54 +1,20 @@
 """What the local stack's stand-in for the Lambda runtime shares between its two sides.
 
 An instance (tools/local/instance.py, one process each) loads a handler by its name in infra/spec.py and invokes
-it with a `LambdaContext` that has a real deadline. Each function has one log file, `<stack dir>/<function>.log`,
-one `<ISO time>\t<line>` per line its instances wrote (CloudWatch's timestamp and message); the JSON lines of an
-invocation also come back to the stack with its result, for the console's one-line summaries.
+it with a `LambdaContext` (infra/lambda_shapes.py) that has a real deadline. Each function has one log file,
+`<stack dir>/<function>.log`, one `<ISO time>\t<line>` per line its instances wrote (CloudWatch's timestamp and
+message); the JSON lines of an invocation also come back to the stack with its result, for the console's one-line
+summaries.
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
-
-from tools.local.resources import LOCAL_REGION
-
-LOCAL_ACCOUNT = "123456789012"
-
-
-@dataclass
-class LambdaContext:
-    """What Powertools reads from a Lambda context, with a real deadline."""
-
-    function_name: str
-    memory_limit_in_mb: int
-    timeout_seconds: float
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    log_stream_name: str = ""
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:{LOCAL_REGION}:{LOCAL_ACCOUNT}:function:{self.function_name}"
-
-    @property
-    def log_group_name(self) -> str:
-        return f"/aws/lambda/{self.function_name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.timeout_seconds - (time.monotonic() - self.started)) * 1000))
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def load_handler(dotted: str) -> Callable[[dict[str, Any], Any], Any]:

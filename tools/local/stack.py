@@ -22,16 +22,16 @@ from pathlib import Path
 
 import boto3
 
-from infra import spec
+from infra import lambda_shapes, spec
 from infra.config import StackConfig
 from klikit import observability
-from klikit import settings as env_names
+from klikit.formats import iso_z
 from tools.fake_klikit import FakeKlikitProcess
 from tools.local import config as local_config
 from tools.local.console import Console
 from tools.local.instances import FunctionConfig, InstancePool
 from tools.local.resources import LOCAL_REGION, LocalResources, create_resources
-from tools.local.runtime import FunctionLog, now_iso
+from tools.local.runtime import FunctionLog
 from tools.local.state import (
     DEFAULT_PORT,
     FUNCTIONS,
@@ -106,16 +106,22 @@ def processor_concurrency(stack_config: StackConfig) -> int:
     return stack_config.processor_max_concurrency
 
 
-def _functions_env(resources: LocalResources, log_level: str, idempotency_ttl_days: int) -> dict[str, str]:
-    """What the stack sets on the two functions (infra/intake.py, infra/processing.py, infra/function.py)."""
+def _functions_env(resources: LocalResources, stack_config: StackConfig) -> dict[str, dict[str, str]]:
+    """Each function's environment as the stack sets it (infra/lambda_shapes.py), with local logging."""
+    ttl_days, log_level = stack_config.idempotency_ttl_days, stack_config.log_level
+    local = {"POWERTOOLS_DEV": "false"}
+    namespace = observability.METRICS_NAMESPACE
     return {
-        **resources.env(),
-        env_names.IDEMPOTENCY_TTL_DAYS: str(idempotency_ttl_days),
-        env_names.EFFECTS_TTL_DAYS: str(idempotency_ttl_days),
-        env_names.SQS_MAX_MESSAGE_BYTES: str(spec.QUEUE_MAX_MESSAGE_BYTES),
-        "POWERTOOLS_METRICS_NAMESPACE": observability.METRICS_NAMESPACE,
-        "POWERTOOLS_LOG_LEVEL": log_level,
-        "POWERTOOLS_DEV": "false",
+        RECEIVER: {
+            **lambda_shapes.powertools_environment(observability.RECEIVER_SERVICE, namespace, log_level),
+            **resources.receiver_env(ttl_days),
+            **local,
+        },
+        PROCESSOR: {
+            **lambda_shapes.powertools_environment(observability.PROCESSOR_SERVICE, namespace, log_level),
+            **resources.processor_env(ttl_days),
+            **local,
+        },
     }
 
 
@@ -228,7 +234,7 @@ def run(options: LocalOptions) -> int:
         gateway.server_close()
         raise
     keep_previous_logs(directory)  # a fresh moto holds nothing older; the last run's logs stay for comparison
-    env = {**os.environ, **_functions_env(resources, stack_config.log_level, stack_config.idempotency_ttl_days)}
+    env = _functions_env(resources, stack_config)
     logs = {
         function: FunctionLog(function, log_file(directory, function), sys.stdout, options.verbose, lock)
         for function in FUNCTIONS
@@ -241,7 +247,7 @@ def run(options: LocalOptions) -> int:
             RECEIVER_TIMEOUT_SECONDS,
             stack_config.receiver_memory_mb,
             receivers,
-            env,
+            env[RECEIVER],
         ),
         logs[RECEIVER],
         lambda detail: console.note("cold start", detail),
@@ -255,7 +261,7 @@ def run(options: LocalOptions) -> int:
             stack_config.processor_timeout_seconds,
             stack_config.processor_memory_mb,
             processor_concurrency(stack_config),
-            env,
+            env[PROCESSOR],
             PROCESSOR_NICE,
         ),
         logs[PROCESSOR],
@@ -278,7 +284,7 @@ def run(options: LocalOptions) -> int:
             moto_endpoint=endpoint,
             webhook_url=webhook_url(options.port, options.host),
             directory=str(directory),
-            started_at=now_iso(),
+            started_at=iso_z(),
             max_receive_count=max_receive_count,
             resources=resources,
             klikit_api_url=klikit_api.url,

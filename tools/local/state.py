@@ -12,14 +12,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from infra import spec
+from infra import lambda_shapes
 from tools import REPO_ROOT
 from tools.local.resources import LocalResources
 
 DEFAULT_STATE_DIR = REPO_ROOT / ".local"
 DEFAULT_PORT = 3000
 DEFAULT_HOST = "127.0.0.1"
-WEBHOOK_PATH = "/" + "/".join(spec.WEBHOOK_PATH_PARTS)
+WEBHOOK_PATH = lambda_shapes.WEBHOOK_PATH
 # The local stack's webhook secret unless KLIKIT_WEBHOOK_SECRET says otherwise. Never used outside the local stack.
 LOCAL_DEFAULT_SECRET = "local-dev-secret"
 SECRET_ENV = "KLIKIT_WEBHOOK_SECRET"

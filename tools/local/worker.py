@@ -15,63 +15,19 @@ the local stack's short retry delay (`--visibility-timeout`, 3 s), so that retri
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from infra.lambda_shapes import EventSourceMapping, InvocationFailed
 from tools.local.console import Console, processor_steps
 from tools.local.instances import InstancePool
-from tools.local.resources import LOCAL_REGION
+from tools.local.runtime import Outcome
 
 BATCH_SIZE = 10
 WAIT_SECONDS = 1  # short long-polls, so Ctrl-C stops the pollers within a second
-
-
-def lambda_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
-    """One boto3 ReceiveMessage message as a record of Lambda's SQS event."""
-    attributes = {
-        name: {
-            "stringValue": value.get("StringValue"),
-            "binaryValue": value.get("BinaryValue"),
-            "stringListValues": [],
-            "binaryListValues": [],
-            "dataType": value.get("DataType", "String"),
-        }
-        for name, value in (message.get("MessageAttributes") or {}).items()
-    }
-    for value in attributes.values():
-        if value["binaryValue"] is None:
-            del value["binaryValue"]
-        elif value["stringValue"] is None:
-            del value["stringValue"]
-    body = message.get("Body", "")
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": body,
-        "attributes": dict(message.get("Attributes") or {}),
-        "messageAttributes": attributes,
-        "md5OfBody": message.get("MD5OfBody") or hashlib.md5(body.encode()).hexdigest(),  # noqa: S324 - SQS's own
-        "md5OfMessageAttributes": message.get("MD5OfMessageAttributes"),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": LOCAL_REGION,
-    }
-
-
-def failed_ids(result: Any, records: list[dict[str, Any]]) -> set[str]:
-    """Message ids to leave on the queue. A malformed response fails the whole batch, as Lambda does."""
-    every = {record["messageId"] for record in records}
-    if not isinstance(result, dict):
-        return every
-    failures = result.get("batchItemFailures") or []
-    ids = {failure.get("itemIdentifier") for failure in failures if isinstance(failure, dict)}
-    if not ids <= every:
-        return every
-    return {identifier for identifier in ids if isinstance(identifier, str)}
 
 
 class QueueWorker:
@@ -87,17 +43,18 @@ class QueueWorker:
         stop: threading.Event,
         retry_after_seconds: int,
     ) -> None:
-        self._sqs = sqs
-        self._queue_url = queue_url
-        self._queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
+        self._source = EventSourceMapping(
+            sqs,
+            queue_url,
+            batch_size=BATCH_SIZE,
+            wait_seconds=WAIT_SECONDS,
+            in_flight_visibility_seconds=math.ceil(processor.function.timeout_seconds) + 5,
+            retry_after_seconds=retry_after_seconds,
+        )
         self._processor = processor
         self._console = console
         self._max_receive_count = max_receive_count
         self._stop = stop
-        self._retry_after = retry_after_seconds
-        self._in_flight_visibility = math.ceil(processor.function.timeout_seconds) + 5
         self._threads: list[threading.Thread] = []
         self._pollers = 0
         self._lock = threading.Lock()
@@ -142,36 +99,22 @@ class QueueWorker:
                 self._stop.wait(1)
 
     def poll_once(self) -> int:
-        messages = self._sqs.receive_message(
-            QueueUrl=self._queue_url,
-            MaxNumberOfMessages=BATCH_SIZE,
-            WaitTimeSeconds=WAIT_SECONDS,
-            VisibilityTimeout=self._in_flight_visibility,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-        if not messages:
+        outcomes: list[Outcome] = []
+
+        def invoke(event: dict[str, Any]) -> Any:
+            # Each poller holds at most one batch, so an instance is free, or starting, for every poller.
+            outcomes.append(self._processor.invoke(event, wait=self._processor.function.timeout_seconds))
+            if outcomes[-1].error:
+                raise InvocationFailed(outcomes[-1].error)
+            return outcomes[-1].result
+
+        batch = self._source.poll(invoke)
+        if batch is None:
             return 0
-        records = [lambda_record(message, self._queue_arn) for message in messages]
-        # Each poller holds at most one batch, so an instance is free, or starting, for every poller.
-        outcome = self._processor.invoke({"Records": records}, wait=self._processor.function.timeout_seconds)
-        failed = {record["messageId"] for record in records} if outcome.error else failed_ids(outcome.result, records)
-        done = [record for record in records if record["messageId"] not in failed]
-        if done:
-            self._sqs.delete_message_batch(
-                QueueUrl=self._queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": record["receiptHandle"]} for i, record in enumerate(done)],
-            )
-        retry = [record for record in records if record["messageId"] in failed]
-        if retry:
-            self._sqs.change_message_visibility_batch(
-                QueueUrl=self._queue_url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": record["receiptHandle"], "VisibilityTimeout": self._retry_after}
-                    for i, record in enumerate(retry)
-                ],
-            )
-        steps = processor_steps(records, failed, outcome.invocation.records, self._max_receive_count, outcome.error)
+        outcome = outcomes[0]
+        steps = processor_steps(
+            batch.records, batch.failed, outcome.invocation.records, self._max_receive_count, outcome.error
+        )
         for word, event_id, event_type, detail in steps:
             self._console.step(word, event_id, event_type, detail)
-        return len(records)
+        return len(batch.records)

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from infra import lambda_shapes
 from klikit.delivery import Delivery, sqs_message
 from processor.cart_storage import readable
 from tests.conftest import load_fixture
 from tools.local.resources import LocalResources
-
-QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:klikit-local-deliveries"
 
 
 def delivery(
@@ -29,43 +27,14 @@ def delivery(
     return Delivery.of(event_id or f"evt-{uuid.uuid4()}", event_type, raw, received_at)
 
 
-def lambda_record(
-    message_body: str, attributes: Mapping[str, Mapping[str, str]], receive_count: int = 1
-) -> dict[str, Any]:
-    """One record of Lambda's SQS event, shaped like the event source mapping sends it."""
-    return {
-        "messageId": str(uuid.uuid4()),
-        "receiptHandle": base64.b64encode(uuid.uuid4().bytes).decode(),
-        "body": message_body,
-        "attributes": {
-            "ApproximateReceiveCount": str(receive_count),
-            "SentTimestamp": "1782379800000",
-            "SenderId": "AIDAEXAMPLE",
-            "ApproximateFirstReceiveTimestamp": "1782379800001",
-        },
-        "messageAttributes": {
-            name: {
-                "stringValue": value["StringValue"],
-                "stringListValues": [],
-                "binaryListValues": [],
-                "dataType": value["DataType"],
-            }
-            for name, value in attributes.items()
-        },
-        "md5OfBody": "",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": QUEUE_ARN,
-        "awsRegion": "us-east-1",
-    }
-
-
 def sqs_record(item: Delivery, *, body_s3_uri: str | None = None, receive_count: int = 1) -> dict[str, Any]:
+    """The record SQS hands the processor for `item`, queued as the receiver queues it."""
     body, attributes = sqs_message(item, body_s3_uri=body_s3_uri)
-    return lambda_record(body, attributes, receive_count)
+    return lambda_shapes.sqs_record(body, attributes, receive_count=receive_count)
 
 
 def sqs_event(*records: dict[str, Any]) -> dict[str, Any]:
-    return {"Records": list(records)}
+    return lambda_shapes.sqs_event(records)
 
 
 def failed_ids(response: Mapping[str, Any]) -> list[str]:

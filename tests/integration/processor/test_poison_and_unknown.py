@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
+from infra import lambda_shapes
 from klikit.delivery import (
     QUARANTINE_DETAIL,
     QUARANTINE_REASON,
@@ -27,7 +28,6 @@ from tests.integration.processor.helpers import (
     delivery,
     dlq_messages,
     failed_ids,
-    lambda_record,
     order_item,
     sqs_event,
     sqs_record,
@@ -50,7 +50,9 @@ def _tampered(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unsigned_message(_: dict[str, Any]) -> dict[str, Any]:
-    return lambda_record('{"hello":"world"}', {"source": {"DataType": "String", "StringValue": "someone-else"}})
+    return lambda_shapes.sqs_record(
+        '{"hello":"world"}', {"source": {"DataType": "String", "StringValue": "someone-else"}}
+    )
 
 
 @pytest.mark.parametrize(
@@ -134,7 +136,7 @@ def test_a_redriven_message_with_a_stale_quarantine_reason_is_processed_normally
     body, attributes = sqs_message(fine)
     attributes[QUARANTINE_REASON] = {"DataType": "String", "StringValue": "old_reason"}
 
-    response = processor(sqs_event(lambda_record(body, attributes, receive_count=1)))
+    response = processor(sqs_event(lambda_shapes.sqs_record(body, attributes, receive_count=1)))
 
     assert failed_ids(response) == []
     item = order_item(aws, "7821")
@@ -217,7 +219,7 @@ def test_one_unusable_order_is_quarantined_after_the_other_orders_of_its_deliver
     # after a fix, the redrive re-runs only what did not complete: order 7821's ticket is not printed again
     processor(
         sqs_event(
-            lambda_record(
+            lambda_shapes.sqs_record(
                 quarantined.body,
                 {
                     k: {"DataType": "String", "StringValue": v}

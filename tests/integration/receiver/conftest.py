@@ -9,13 +9,13 @@ from typing import Any
 import boto3
 import pytest
 
+from infra.lambda_shapes import LambdaContext
 from receiver import handler as receiver_handler
-from tests.conftest import FakeLambdaContext
 from tools.local.resources import LocalResources
 
 
 @pytest.fixture
-def receive(aws: LocalResources, lambda_context: FakeLambdaContext) -> Iterator[Callable[[dict[str, Any]], Any]]:
+def receive(aws: LocalResources, lambda_context: LambdaContext) -> Iterator[Callable[[dict[str, Any]], Any]]:
     """Invoke the real receiver handler; returns (status, parsed JSON body)."""
     receiver_handler.reset()
 

@@ -15,14 +15,15 @@ from typing import Any
 
 import pytest
 
+from infra import lambda_shapes
+from infra.lambda_shapes import LambdaContext
 from klikit.delivery import RECONCILER
 from klikit.events import ORDER_CREATED, ORDER_STATUS_UPDATED
 from processor import handler as processor_handler
 from processor.models import OrderEvent
 from processor.registry import REGISTRY, Registry
 from reconciler.app import ScheduledReconciler
-from tests.conftest import FakeLambdaContext
-from tests.integration.processor.helpers import delivery, lambda_record, order_item, sqs_event, sqs_record
+from tests.integration.processor.helpers import delivery, order_item, sqs_event, sqs_record
 from tests.integration.reconciler.conftest import NOW, drain, order
 from tools.fake_klikit import FakeKlikit
 from tools.local.resources import LocalResources
@@ -49,7 +50,7 @@ def registry() -> Any:
 
 
 @pytest.fixture
-def process(aws: LocalResources, lambda_context: FakeLambdaContext) -> Callable[[list[dict[str, Any]]], None]:
+def process(aws: LocalResources, lambda_context: LambdaContext) -> Callable[[list[dict[str, Any]]], None]:
     """Feed records to the real processor handler, as the SQS event source does."""
     processor_handler.reset()
 
@@ -64,14 +65,8 @@ def process(aws: LocalResources, lambda_context: FakeLambdaContext) -> Callable[
 
 def queued_records(aws: LocalResources) -> list[dict[str, Any]]:
     """What the reconciler put on the queue, as the processor's event source hands it over."""
-    records = []
-    for message in drain(aws.queue_url):
-        attributes = {
-            name: {"DataType": value["DataType"], "StringValue": value["StringValue"]}
-            for name, value in message["MessageAttributes"].items()
-        }
-        records.append(lambda_record(message["Body"], attributes))
-    return records
+    arn = lambda_shapes.queue_arn(aws.queue_url.rsplit("/", 1)[-1])
+    return [lambda_shapes.record_from_message(message, arn) for message in drain(aws.queue_url)]
 
 
 def webhook(listed: dict[str, Any], event_type: str, event_id: str) -> dict[str, Any]:

@@ -11,12 +11,13 @@ from typing import Any
 import boto3
 import pytest
 
+from infra.lambda_shapes import LambdaContext
 from klikit import delivery as contract
 from klikit.events import ORDER_CART_UPDATED, ORDER_CREATED, ORDER_STATUS_UPDATED
 from processor import handler as processor_handler
 from reconciler.adapters import CHECKPOINT_KEY
 from reconciler.app import ScheduledReconciler
-from tests.conftest import FakeLambdaContext, StructuredLogs, load_fixture
+from tests.conftest import StructuredLogs, load_fixture
 from tests.integration.processor.helpers import delivery, metrics, sqs_event, sqs_record
 from tests.integration.reconciler.conftest import NOW, Sleeps, attributes, body_of, drain, order
 from tools.fake_klikit import FakeKlikit
@@ -78,7 +79,7 @@ def test_an_order_klikit_never_delivered_is_queued_as_created_v2_marked_as_recon
 
 
 def test_a_lost_status_update_is_queued_as_status_updated_only(
-    scheduled: Build, klikit: FakeKlikit, aws: LocalResources, lambda_context: FakeLambdaContext
+    scheduled: Build, klikit: FakeKlikit, aws: LocalResources, lambda_context: LambdaContext
 ) -> None:
     project("order_created_v2_batch.json", ORDER_CREATED, lambda_context)  # projection: 7821 status 2 at 09:14:11
     created = json.loads(load_fixture("order_created_v2_batch.json"))["orders"][0]
@@ -93,7 +94,7 @@ def test_a_lost_status_update_is_queued_as_status_updated_only(
 
 
 def test_a_lost_cart_update_is_queued_as_cart_updated_and_both_parts_when_both_are_behind(
-    scheduled: Build, klikit: FakeKlikit, aws: LocalResources, lambda_context: FakeLambdaContext
+    scheduled: Build, klikit: FakeKlikit, aws: LocalResources, lambda_context: LambdaContext
 ) -> None:
     project(
         json.dumps({"brand_id": 663, "branch_id": 1062, "orders": [order(1)]}).encode(), ORDER_CREATED, lambda_context
@@ -127,7 +128,7 @@ def test_a_lost_cart_update_is_queued_as_cart_updated_and_both_parts_when_both_a
     ],
 )
 def test_an_order_the_projection_has_or_is_ahead_on_queues_nothing(
-    scheduled: Build, klikit: FakeKlikit, aws: LocalResources, lambda_context: FakeLambdaContext, listed: dict[str, Any]
+    scheduled: Build, klikit: FakeKlikit, aws: LocalResources, lambda_context: LambdaContext, listed: dict[str, Any]
 ) -> None:
     project("order_status_updated.json", ORDER_STATUS_UPDATED, lambda_context)
     project("order_cart_updated.json", ORDER_CART_UPDATED, lambda_context, "evt-cart")
@@ -195,7 +196,7 @@ def test_wrong_credentials_queue_nothing_and_log_one_line_naming_klikits_code_an
     reconciler_lambda: Callable[[Any], dict[str, Any]],
     klikit: FakeKlikit,
     aws: LocalResources,
-    lambda_context: FakeLambdaContext,
+    lambda_context: LambdaContext,
     structured_logs: StructuredLogs,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -219,7 +220,7 @@ def test_the_scheduled_lambda_logs_each_heal_without_customer_data_and_counts_it
     reconciler_lambda: Callable[[Any], dict[str, Any]],
     klikit: FakeKlikit,
     aws: LocalResources,
-    lambda_context: FakeLambdaContext,
+    lambda_context: LambdaContext,
     structured_logs: StructuredLogs,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -6,18 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from infra import lambda_shapes
 from klikit import delivery as contract
 from klikit.errors import BodyIntegrityError, PoisonDelivery
 
 
 def as_lambda_record(body: str, attributes: dict[str, dict[str, str]]) -> dict[str, object]:
-    return {
-        "messageId": "m-1",
-        "body": body,
-        "messageAttributes": {
-            k: {"stringValue": v["StringValue"], "dataType": "String"} for k, v in attributes.items()
-        },
-    }
+    return lambda_shapes.sqs_record(body, attributes, message_id="m-1")
 
 
 @given(st.binary(max_size=2048), st.text(min_size=1, max_size=64).filter(str.isprintable))
