@@ -1,7 +1,11 @@
-"""Alarms on the pipeline's failure modes, one SNS topic they notify, and one dashboard."""
+"""Alarms on the pipeline's failure modes (one table, ALARMS, one row per alarm), one SNS topic they notify, and one
+dashboard. The table also feeds docs/troubleshooting.md's list of alarms (tests/infra/test_alarms_doc.py)."""
 
 from __future__ import annotations
 
+import dataclasses
+import string
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import aws_cdk as cdk
@@ -21,6 +25,202 @@ from klikit import observability as names
 
 PERIOD = cdk.Duration.minutes(5)
 
+MetricSource = Callable[[str, str, cdk.Duration], cw.Metric]
+"""(metric name, statistic, period) -> the metric one publisher (a queue, a function, a Powertools service) emits."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AlarmRow:
+    """One alarm: what it watches, when it fires, what it means and where the operator reads next."""
+
+    name: str  # the construct id: the alarm's logical id and name; renaming one replaces users' deployed alarm
+    source: str  # the publisher of the metric: a key of the sources add_alarms is given (SOURCES says what each is)
+    metric: str
+    meaning: str  # the alarm's description; `$key` is replaced by that cdk.json value
+    runbook: str  # docs/<page>.md#<section>: what to do beyond the alarm's one line
+    statistic: str = "Sum"
+    threshold: float | str = 1  # a number, or the cdk.json key that sets it
+    period_minutes: int = 5
+    evaluation_periods: int | str = 1  # a number, or the cdk.json key that sets it (0 turns the alarm off)
+    # Fires below the threshold instead of at or above it; then a missing datapoint counts as breaching, since a
+    # silent metric publishes no datapoint at all.
+    below: bool = False
+
+    @property
+    def condition(self) -> str:
+        """When it fires, as the docs show it: e.g. "receiver `Errors` ≥ 1 (Sum over 5 min)"."""
+
+        def value(setting: float | str) -> str:
+            return f"`{setting}`" if isinstance(setting, str) else f"{setting:g}"
+
+        period = f"{self.period_minutes // 60} h" if self.period_minutes % 60 == 0 else f"{self.period_minutes} min"
+        comparison = "<" if self.below else "≥"
+        metric = f"{SOURCES[self.source]} `{self.metric}`"
+        text = f"{metric} {comparison} {value(self.threshold)} ({self.statistic} over {period})"
+        if self.evaluation_periods != 1:
+            text += f" for {value(self.evaluation_periods)} periods"
+        return text
+
+
+# The publisher each row's `source` names, as the docs say it before the metric ("receiver `Errors`").
+SOURCES = {
+    "dead_letter_queue": "DLQ",
+    "queue": "queue",
+    "api_stage": "API stage",
+    "api_access_log": "API access log",
+    "receiver": "receiver",
+    "processor": "processor",
+    "reconciler": "reconciler",
+    names.RECEIVER_SERVICE: "receiver",
+    names.PROCESSOR_SERVICE: "processor",
+    names.RECONCILER_SERVICE: "reconciler",
+}
+
+_CAPACITY = "docs/deploy.md#capacity"
+_ROTATE = "docs/deploy.md#7-rotate-the-secret-with-two-active-secrets"
+_SYMPTOMS = "docs/troubleshooting.md#klikits-own-troubleshooting-topics"
+_RECONCILIATION = "docs/reconciliation.md#seeing-it-work"
+
+# In the order the stack creates them (the dashboard's alarm widget lists them in this order).
+PIPELINE_ALARMS = (
+    AlarmRow(
+        "DeadLetterQueueNotEmpty",
+        "dead_letter_queue",
+        "ApproximateNumberOfMessagesVisible",
+        "Deliveries are parked in the DLQ: inspect and redrive them (docs/deploy.md).",
+        "docs/troubleshooting.md#recovering-after-an-outage",
+        statistic="Maximum",
+    ),
+    AlarmRow(
+        "QueueBacklogAge",
+        "queue",
+        "ApproximateAgeOfOldestMessage",
+        "The oldest queued delivery is getting old: the processor is failing, throttled or too slow.",
+        _CAPACITY,
+        statistic="Maximum",
+        threshold="queue_age_alarm_seconds",
+    ),
+    AlarmRow(
+        "ReceiverErrors",
+        "receiver",
+        "Errors",
+        "The receiver crashed or timed out: klikit got no 2xx and will retry.",
+        _SYMPTOMS,
+    ),
+    AlarmRow(
+        "Api5xx",
+        "api_stage",
+        "5XXError",
+        "API Gateway answered 5xx: klikit deliveries are failing and being retried.",
+        _SYMPTOMS,
+    ),
+    AlarmRow(
+        "ApiThrottled",
+        "api_access_log",
+        names.API_THROTTLED,
+        "API Gateway refused deliveries with 429 (throttled): klikit retries them late; raise "
+        "throttle_rate_limit / throttle_burst_limit (docs/deploy.md, Capacity).",
+        _CAPACITY,
+    ),
+    AlarmRow(
+        "SignatureRejectionSpike",
+        names.RECEIVER_SERVICE,
+        names.REJECTED_SIGNATURE,
+        "Many deliveries failed the HMAC check: a wrong or rotated secret, or someone probing the endpoint.",
+        _ROTATE,
+        threshold="signature_rejection_alarm_threshold",
+    ),
+    AlarmRow(
+        "EnqueueFailures",
+        names.RECEIVER_SERVICE,
+        names.ENQUEUE_FAILURES,
+        "The receiver could not put admitted deliveries on the queue (klikit is told to retry).",
+        "docs/architecture.md#failure-handling",
+    ),
+    AlarmRow(
+        "WebhookSecretMisconfigured",
+        names.RECEIVER_SERVICE,
+        names.SECRET_MISCONFIGURED,
+        "The webhook secret's value is malformed rotation JSON: deliveries get 503 (or the last good secret, "
+        'for its grace period). Put {"active": ["<new>", "<old>"]} or the plain secret (docs/deploy.md).',
+        _ROTATE,
+    ),
+    AlarmRow(
+        "ProcessorErrors",
+        "processor",
+        "Errors",
+        "The processor invocation crashed or timed out; failing records alarm as ProcessingFailures.",
+        "docs/handlers.md#failures-and-retries",
+    ),
+    AlarmRow(
+        "ProcessingFailures",
+        names.PROCESSOR_SERVICE,
+        names.PROCESSING_FAILED,
+        "Records failed processing and will be retried, then land in the DLQ.",
+        "docs/handlers.md#failures-and-retries",
+    ),
+    AlarmRow(
+        "ReceiverThrottles",
+        "receiver",
+        "Throttles",
+        "The receiver was throttled: klikit deliveries got 5xx (raise the account's concurrency).",
+        _CAPACITY,
+    ),
+    AlarmRow(
+        "ProcessorThrottles",
+        "processor",
+        "Throttles",
+        "The processor was throttled: the account's concurrency limit is reached (or its reserved concurrency).",
+        _CAPACITY,
+    ),
+    AlarmRow(
+        "DeliveriesSilent",
+        names.RECEIVER_SERVICE,
+        names.ENQUEUED,
+        "No delivery accepted for $silence_alarm_hours h: klikit stopped sending, the URL was de-registered, or a "
+        "rotated secret turns every delivery into a 401 (./klikit doctor).",
+        _SYMPTOMS,
+        period_minutes=60,
+        evaluation_periods="silence_alarm_hours",
+        below=True,
+    ),
+)
+# Created by infra/reconciliation.py beside the reconciler, on this construct's topic.
+RECONCILER_ALARMS = (
+    AlarmRow(
+        "OrdersHealed",
+        names.RECONCILER_SERVICE,
+        names.ORDERS_HEALED,
+        "The reconciler found orders klikit never delivered or we never took, and queued them: check the "
+        "receiver's rejections and klikit's delivery failures (docs/reconciliation.md).",
+        _RECONCILIATION,
+    ),
+    AlarmRow(
+        "ReconcileAuthFailures",
+        names.RECONCILER_SERVICE,
+        names.RECONCILE_AUTH_FAILURES,
+        "klikit refused the partner credentials (or the secret is unreadable): the reconciler cannot see "
+        "klikit's orders. ./klikit preflight names the fix.",
+        "docs/reconciliation.md#turning-it-on",
+    ),
+    AlarmRow(
+        "ReconcileFailures",
+        names.RECONCILER_SERVICE,
+        names.RECONCILE_FAILURES,
+        "A reconciliation run stopped early (klikit's API down or rate limiting past every retry); the next "
+        "run resumes from its checkpoint.",
+        _RECONCILIATION,
+    ),
+    AlarmRow(
+        "ReconcilerErrors",
+        "reconciler",
+        "Errors",
+        "The reconciler crashed or timed out (an AWS call failed past its retries).",
+        _RECONCILIATION,
+    ),
+)
+ALARMS = PIPELINE_ALARMS + RECONCILER_ALARMS
+
 
 def service_metric(service: str, metric_name: str, label: str | None = None) -> cw.Metric:
     """A Powertools custom metric: namespace KlikitWebhooks, dimension service (added by Powertools)."""
@@ -32,6 +232,21 @@ def service_metric(service: str, metric_name: str, label: str | None = None) -> 
         period=PERIOD,
         label=label,
     )
+
+
+def metrics_of(resource: sqs.IQueue | lambda_.IFunction | apigw.Stage) -> MetricSource:
+    """The AWS metrics a queue, a function or an API stage publishes (CloudWatch adds the resource's dimensions)."""
+    return lambda name, statistic, period: resource.metric(name, statistic=statistic, period=period)
+
+
+def _metrics_of_service(service: str) -> MetricSource:
+    return lambda name, statistic, period: service_metric(service, name).with_(statistic=statistic, period=period)
+
+
+SERVICE_METRICS = {
+    service: _metrics_of_service(service)
+    for service in (names.RECEIVER_SERVICE, names.PROCESSOR_SERVICE, names.RECONCILER_SERVICE)
+}
 
 
 class ObservabilityConstruct(Construct):
@@ -49,6 +264,7 @@ class ObservabilityConstruct(Construct):
         access_log_group: logs.ILogGroup,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.config = config
         self.topic = sns.Topic(self, "AlarmTopic", display_name="klikit webhooks alarms", enforce_ssl=True)
         # The TLS-only policy replaces SNS's default one: without this, CloudWatch may not publish the alarms.
         self.topic.add_to_resource_policy(
@@ -63,12 +279,6 @@ class ObservabilityConstruct(Construct):
         if config.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
 
-        def receiver_metric(name: str, label: str | None = None) -> cw.Metric:
-            return service_metric(names.RECEIVER_SERVICE, name, label)
-
-        def processor_metric(name: str, label: str | None = None) -> cw.Metric:
-            return service_metric(names.PROCESSOR_SERVICE, name, label)
-
         # API Gateway publishes no 429 metric (4XXError also counts forged 401s and 404 probes): count the access
         # log lines whose gateway response is THROTTLED, i.e. the stage (or account) throttle refused the request.
         logs.MetricFilter(
@@ -81,107 +291,88 @@ class ObservabilityConstruct(Construct):
             metric_value="1",
             dimensions={"stage": "$.stage"},
         )
-        api_throttled = cw.Metric(
-            namespace=names.METRICS_NAMESPACE,
-            metric_name=names.API_THROTTLED,
-            dimensions_map={"stage": config.stage},
-            statistic="Sum",
-            period=PERIOD,
-        )
 
-        self.alarms: dict[str, cw.Alarm] = {}
-        at_least_one: dict[str, Any] = {"threshold": 1, "evaluation_periods": 1}
-        self._alarm(
-            "DeadLetterQueueNotEmpty",
-            "Deliveries are parked in the DLQ: inspect and redrive them (docs/deploy.md).",
-            dead_letter_queue.metric_approximate_number_of_messages_visible(statistic="Maximum", period=PERIOD),
-            **at_least_one,
-        )
-        self._alarm(
-            "QueueBacklogAge",
-            "The oldest queued delivery is getting old: the processor is failing, throttled or too slow.",
-            queue.metric_approximate_age_of_oldest_message(statistic="Maximum", period=PERIOD),
-            threshold=config.queue_age_alarm_seconds,
-            evaluation_periods=1,
-        )
-        self._alarm(
-            "ReceiverErrors",
-            "The receiver crashed or timed out: klikit got no 2xx and will retry.",
-            receiver.metric_errors(period=PERIOD, statistic="Sum"),
-            **at_least_one,
-        )
-        self._alarm(
-            "Api5xx",
-            "API Gateway answered 5xx: klikit deliveries are failing and being retried.",
-            api_stage.metric_server_error(period=PERIOD, statistic="Sum"),
-            **at_least_one,
-        )
-        self._alarm(
-            "ApiThrottled",
-            "API Gateway refused deliveries with 429 (throttled): klikit retries them late; raise "
-            "throttle_rate_limit / throttle_burst_limit (docs/deploy.md, Capacity).",
-            api_throttled,
-            **at_least_one,
-        )
-        self._alarm(
-            "SignatureRejectionSpike",
-            "Many deliveries failed the HMAC check: a wrong or rotated secret, or someone probing the endpoint.",
-            receiver_metric(names.REJECTED_SIGNATURE),
-            threshold=config.signature_rejection_alarm_threshold,
-            evaluation_periods=1,
-        )
-        self._alarm(
-            "EnqueueFailures",
-            "The receiver could not put admitted deliveries on the queue (klikit is told to retry).",
-            receiver_metric(names.ENQUEUE_FAILURES),
-            **at_least_one,
-        )
-        self._alarm(
-            "WebhookSecretMisconfigured",
-            "The webhook secret's value is malformed rotation JSON: deliveries get 503 (or the last good secret, "
-            'for its grace period). Put {"active": ["<new>", "<old>"]} or the plain secret (docs/deploy.md).',
-            receiver_metric(names.SECRET_MISCONFIGURED),
-            **at_least_one,
-        )
-        self._alarm(
-            "ProcessorErrors",
-            "The processor invocation crashed or timed out; failing records alarm as ProcessingFailures.",
-            processor.metric_errors(period=PERIOD, statistic="Sum"),
-            **at_least_one,
-        )
-        self._alarm(
-            "ProcessingFailures",
-            "Records failed processing and will be retried, then land in the DLQ.",
-            processor_metric(names.PROCESSING_FAILED),
-            **at_least_one,
-        )
-        self._alarm(
-            "ReceiverThrottles",
-            "The receiver was throttled: klikit deliveries got 5xx (raise the account's concurrency).",
-            receiver.metric_throttles(period=PERIOD, statistic="Sum"),
-            **at_least_one,
-        )
-        self._alarm(
-            "ProcessorThrottles",
-            "The processor was throttled: the account's concurrency limit is reached (or its reserved concurrency).",
-            processor.metric_throttles(period=PERIOD, statistic="Sum"),
-            **at_least_one,
-        )
-
-        if config.silence_alarm_hours:
-            hours = config.silence_alarm_hours
-            self._alarm(
-                "DeliveriesSilent",
-                f"No delivery accepted for {hours} h: klikit stopped sending, the URL was de-registered, or a "
-                "rotated secret turns every delivery into a 401 (./klikit doctor).",
-                service_metric(names.RECEIVER_SERVICE, names.ENQUEUED).with_(period=cdk.Duration.hours(1)),
-                threshold=1,
-                evaluation_periods=hours,
-                comparison=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
-                missing=cw.TreatMissingData.BREACHING,  # no accepted delivery publishes no datapoint at all
+        def access_log_metrics(name: str, statistic: str, period: cdk.Duration) -> cw.Metric:
+            return cw.Metric(
+                namespace=names.METRICS_NAMESPACE,
+                metric_name=name,
+                dimensions_map={"stage": config.stage},
+                statistic=statistic,
+                period=period,
             )
 
+        self.alarms: dict[str, cw.Alarm] = {}
+        self.add_alarms(
+            PIPELINE_ALARMS,
+            dead_letter_queue=metrics_of(dead_letter_queue),
+            queue=metrics_of(queue),
+            api_stage=metrics_of(api_stage),
+            api_access_log=access_log_metrics,
+            receiver=metrics_of(receiver),
+            processor=metrics_of(processor),
+        )
         self.dashboard = cw.Dashboard(self, "Dashboard", default_interval=cdk.Duration.hours(3))
+        self._dashboard(
+            api_stage=api_stage,
+            api_throttled=access_log_metrics(names.API_THROTTLED, "Sum", PERIOD),
+            receiver=receiver,
+            processor=processor,
+            queue=queue,
+            dead_letter_queue=dead_letter_queue,
+        )
+
+    def add_alarms(self, rows: Iterable[AlarmRow], **sources: MetricSource) -> list[cw.Alarm]:
+        """One alarm per row on the stack's topic (ALARM and OK), its metric from `sources` or a Powertools service.
+
+        A row whose evaluation periods come from a cdk.json key set to 0 is off. Returns the alarms created."""
+        settings = dataclasses.asdict(self.config)
+
+        def setting(value: float | str) -> Any:
+            return settings[value] if isinstance(value, str) else value
+
+        metrics = {**SERVICE_METRICS, **sources}
+        created = []
+        for row in rows:
+            if not setting(row.evaluation_periods):
+                continue
+            alarm = cw.Alarm(
+                self,
+                row.name,
+                alarm_description=string.Template(row.meaning).substitute(settings),
+                metric=metrics[row.source](row.metric, row.statistic, cdk.Duration.minutes(row.period_minutes)),
+                threshold=setting(row.threshold),
+                evaluation_periods=setting(row.evaluation_periods),
+                comparison_operator=(
+                    cw.ComparisonOperator.LESS_THAN_THRESHOLD
+                    if row.below
+                    else cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+                ),
+                treat_missing_data=cw.TreatMissingData.BREACHING if row.below else cw.TreatMissingData.NOT_BREACHING,
+            )
+            alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
+            alarm.add_ok_action(cw_actions.SnsAction(self.topic))
+            self.alarms[row.name] = alarm
+            created.append(alarm)
+        return created
+
+    def _dashboard(
+        self,
+        *,
+        api_stage: apigw.Stage,
+        api_throttled: cw.Metric,
+        receiver: lambda_.IFunction,
+        processor: lambda_.IFunction,
+        queue: sqs.IQueue,
+        dead_letter_queue: sqs.IQueue,
+    ) -> None:
+        """Alarm status, then API, receiver, queue, processor and functions graphs (the reconciler adds its row)."""
+
+        def receiver_metric(name: str, label: str) -> cw.Metric:
+            return service_metric(names.RECEIVER_SERVICE, name, label)
+
+        def processor_metric(name: str, label: str) -> cw.Metric:
+            return service_metric(names.PROCESSOR_SERVICE, name, label)
+
         self.dashboard.add_widgets(
             cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=24, height=3),
         )
@@ -256,35 +447,3 @@ class ObservabilityConstruct(Construct):
                 width=8,
             ),
         )
-
-    def add_alarm(
-        self, construct_id: str, description: str, metric: cw.IMetric, *, threshold: float, evaluation_periods: int
-    ) -> cw.Alarm:
-        """An alarm on the stack's topic, for constructs built beside this one (e.g. the reconciler's)."""
-        self._alarm(construct_id, description, metric, threshold=threshold, evaluation_periods=evaluation_periods)
-        return self.alarms[construct_id]
-
-    def _alarm(
-        self,
-        construct_id: str,
-        description: str,
-        metric: cw.IMetric,
-        *,
-        threshold: float,
-        evaluation_periods: int,
-        comparison: cw.ComparisonOperator = cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        missing: cw.TreatMissingData = cw.TreatMissingData.NOT_BREACHING,
-    ) -> None:
-        alarm = cw.Alarm(
-            self,
-            construct_id,
-            alarm_description=description,
-            metric=metric,
-            threshold=threshold,
-            evaluation_periods=evaluation_periods,
-            comparison_operator=comparison,
-            treat_missing_data=missing,
-        )
-        alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
-        alarm.add_ok_action(cw_actions.SnsAction(self.topic))
-        self.alarms[construct_id] = alarm

@@ -22,7 +22,7 @@ from constructs import Construct
 from infra import lambda_shapes, spec
 from infra.config import StackConfig
 from infra.function import PythonFunctionConstruct
-from infra.observability import PERIOD, ObservabilityConstruct, service_metric
+from infra.observability import RECONCILER_ALARMS, ObservabilityConstruct, metrics_of, service_metric
 from infra.secrets import secret
 from klikit import observability as observability_names
 from reconciler.adapters import CHECKPOINT_KEY
@@ -113,39 +113,7 @@ class ReconciliationConstruct(Construct):
         def metric(name: str, label: str | None = None) -> cw.Metric:
             return service_metric(observability_names.RECONCILER_SERVICE, name, label)
 
-        alarms = [
-            observability.add_alarm(
-                "OrdersHealed",
-                "The reconciler found orders klikit never delivered or we never took, and queued them: check the "
-                "receiver's rejections and klikit's delivery failures (docs/reconciliation.md).",
-                metric(observability_names.ORDERS_HEALED),
-                threshold=1,
-                evaluation_periods=1,
-            ),
-            observability.add_alarm(
-                "ReconcileAuthFailures",
-                "klikit refused the partner credentials (or the secret is unreadable): the reconciler cannot see "
-                "klikit's orders. ./klikit preflight names the fix.",
-                metric(observability_names.RECONCILE_AUTH_FAILURES),
-                threshold=1,
-                evaluation_periods=1,
-            ),
-            observability.add_alarm(
-                "ReconcileFailures",
-                "A reconciliation run stopped early (klikit's API down or rate limiting past every retry); the next "
-                "run resumes from its checkpoint.",
-                metric(observability_names.RECONCILE_FAILURES),
-                threshold=1,
-                evaluation_periods=1,
-            ),
-            observability.add_alarm(
-                "ReconcilerErrors",
-                "The reconciler crashed or timed out (an AWS call failed past its retries).",
-                function.metric_errors(period=PERIOD, statistic="Sum"),
-                threshold=1,
-                evaluation_periods=1,
-            ),
-        ]
+        alarms = observability.add_alarms(RECONCILER_ALARMS, reconciler=metrics_of(function))
         observability.dashboard.add_widgets(
             cw.GraphWidget(
                 title="Reconciler: orders checked and healed",
