@@ -39,7 +39,8 @@ def code_asset() -> lambda_.Code:
 
 
 class PythonFunctionConstruct(Construct):
-    """A function with a dedicated role that can only write to its own log group (no managed policies)."""
+    """A function with a dedicated role that can only write to its own log group and read the one secret it is given
+    (no managed policies); the stack adds its other grants."""
 
     def __init__(
         self,
