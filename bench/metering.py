@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from bench import prices
+from klikit.delivery import sqs_message_size
 
 # DynamoDB writes whose item is read back before and after to size it.
 _WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
@@ -45,19 +46,6 @@ class Usage:
         for (function, call), counter in sorted(self.counters.items()):
             document.setdefault(function, {})[call] = dict(sorted(counter.items()))
         return document
-
-
-def _sqs_attributes_bytes(attributes: Mapping[str, Mapping[str, Any]] | None) -> int:
-    size = 0
-    for name, value in (attributes or {}).items():
-        data = value.get("StringValue", value.get("BinaryValue", b""))
-        size += len(name.encode()) + len(str(value.get("DataType", "")).encode())
-        size += len(data) if isinstance(data, bytes) else len(str(data).encode("utf-8"))
-    return size
-
-
-def _sqs_message_bytes(body: str, attributes: Mapping[str, Mapping[str, Any]] | None) -> int:
-    return len(body.encode("utf-8")) + _sqs_attributes_bytes(attributes)
 
 
 def _body_bytes(body: Any) -> int:
@@ -213,15 +201,15 @@ class AwsMeter:
     @staticmethod
     def _sqs_billed(operation: str, params: Mapping[str, Any], parsed: Mapping[str, Any]) -> int:
         if operation == "SendMessage":
-            size = _sqs_message_bytes(params.get("MessageBody", ""), params.get("MessageAttributes"))
+            size = sqs_message_size(params.get("MessageBody", ""), params.get("MessageAttributes"))
         elif operation == "SendMessageBatch":
             size = sum(
-                _sqs_message_bytes(entry.get("MessageBody", ""), entry.get("MessageAttributes"))
+                sqs_message_size(entry.get("MessageBody", ""), entry.get("MessageAttributes"))
                 for entry in params.get("Entries", [])
             )
         elif operation == "ReceiveMessage":
             size = sum(
-                _sqs_message_bytes(message.get("Body", ""), message.get("MessageAttributes"))
+                sqs_message_size(message.get("Body", ""), message.get("MessageAttributes"))
                 for message in parsed.get("Messages", [])
             )
         else:

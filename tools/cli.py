@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a cdk.json context override, as given to make deploy (e.g. -c stage=prod)",
     )
-    commands.add_parser(
+    setup_api_logging = commands.add_parser(
         "setup-api-logging",
         parents=[account],
         help="set API Gateway's CloudWatch role, once per account and region",
@@ -349,6 +349,24 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         help="which function (default: %(default)s, the receiver and the processor; the reconciler with --stack)",
     )
+
+    for command, run in (
+        (local, cmd_local),
+        (send, cmd_send),
+        (replay, cmd_replay),
+        (get, cmd_orders_get),
+        (dlq_list, cmd_dlq_list),
+        (dlq_redrive, cmd_dlq_redrive),
+        (smoke, cmd_smoke),
+        (preflight, cmd_preflight),
+        (setup_api_logging, cmd_setup_api_logging),
+        (events_parser, cmd_events),
+        (doctor, cmd_doctor),
+        (signature, cmd_doctor_signature),  # a subcommand's default wins over its parent's
+        (reconcile, cmd_reconcile),
+        (logs, cmd_logs),
+    ):
+        command.set_defaults(func=run)
     return parser
 
 
@@ -1024,32 +1042,11 @@ def _aws_advice(args: argparse.Namespace) -> str:
     return f"is the local stack on port {args.port} still running, and started from this checkout? (`make local`)"
 
 
-COMMANDS = {
-    "local": cmd_local,
-    "send": cmd_send,
-    "replay": cmd_replay,
-    "logs": cmd_logs,
-    "preflight": cmd_preflight,
-    "smoke": cmd_smoke,
-    "setup-api-logging": cmd_setup_api_logging,
-    "events": cmd_events,
-    "reconcile": cmd_reconcile,
-}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "orders":
-        command = cmd_orders_get
-    elif args.command == "doctor":
-        command = cmd_doctor_signature if args.doctor_command == "signature" else cmd_doctor
-    elif args.command == "dlq":
-        command = cmd_dlq_list if args.dlq_command == "list" else cmd_dlq_redrive
-    else:
-        command = COMMANDS[args.command]
     _choose_port(args)
     try:
-        return command(args)
+        return int(args.func(args))
     except CliError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code

@@ -24,6 +24,8 @@ from klikit.delivery import (
     QUARANTINE_DETAIL,
     QUARANTINE_REASON,
     RECEIVED_AT,
+    attribute_value,
+    send_attributes,
 )
 
 HIDE_SECONDS = 30  # how long a listed message stays hidden while we read the rest of the queue
@@ -42,8 +44,7 @@ class DeadLetter:
     sent_at_ms: int
 
     def attribute(self, name: str) -> str | None:
-        value = self.attributes.get(name, {}).get("StringValue")
-        return value if isinstance(value, str) else None
+        return attribute_value(self.attributes, name)
 
     @property
     def reason(self) -> str:
@@ -79,24 +80,13 @@ class DeadLetter:
         }
 
 
-def _send_shape(attributes: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    shaped: dict[str, dict[str, Any]] = {}
-    for name, value in attributes.items():
-        data_type = value.get("DataType", "String")
-        if "StringValue" in value:
-            shaped[name] = {"DataType": data_type, "StringValue": value["StringValue"]}
-        elif "BinaryValue" in value:
-            shaped[name] = {"DataType": data_type, "BinaryValue": value["BinaryValue"]}
-    return shaped
-
-
 def _dead_letter(message: dict[str, Any]) -> DeadLetter:
     system = message.get("Attributes") or {}
     return DeadLetter(
         message_id=message["MessageId"],
         receipt_handle=message["ReceiptHandle"],
         body=message.get("Body", ""),
-        attributes=_send_shape(message.get("MessageAttributes") or {}),
+        attributes=send_attributes(message.get("MessageAttributes") or {}),
         receive_count=int(system.get("ApproximateReceiveCount", "0")),
         sent_at_ms=int(system.get("SentTimestamp", "0")),
     )

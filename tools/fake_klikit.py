@@ -1,4 +1,4 @@
-"""A fake of klikit's partner orders API (FACTS.md section 8) on loopback, for tests and for `make local`.
+"""A fake of klikit's partner orders API (docs/klikit.md) on loopback, for tests and for `make local`.
 
 Real HTTP, the documented surface: `GET /v1/partner/orders` (`from` inclusive, `to` exclusive over `created_at`,
 at most 90 days; `branch_id`, `status`, `provider_id`; `page` from 1, `size`; `data: {orders, page, size, total}`),
@@ -122,7 +122,7 @@ class FakeKlikit:
             self.state.faults.append(Fault(status, times, page, retry_after))
 
     def rotate_secret(self, secret_key: str) -> None:
-        """The operator rotated the secret: the old one stops working at once (FACTS.md section 8)."""
+        """The operator rotated the secret: the old one stops working at once (docs/klikit.md, Partner orders API)."""
         with self.state.lock:
             self.state.secret_key = secret_key
 
@@ -256,7 +256,7 @@ def _handler_for(state: FakeKlikitState) -> type[BaseHTTPRequestHandler]:
                 return _list(state, query, page)
             self._fault(None)
             if path == f"{API_PREFIX}/orders/count":
-                return {}  # klikit's count endpoint returns an empty object whatever the filters (FACTS.md 8)
+                return {}  # klikit's count endpoint returns an empty object whatever the filters (docs/klikit.md)
             order_id = unquote(path.rsplit("/", 1)[1])
             with state.lock:
                 order = state.orders.get(order_id)

@@ -153,12 +153,40 @@ def sqs_message(
     return text, _string_attributes(attributes)
 
 
-def sqs_message_size(body: str, attributes: Mapping[str, Mapping[str, str]]) -> int:
+def sqs_message_size(body: str, attributes: Mapping[str, Mapping[str, Any]] | None) -> int:
     """Bytes SQS counts against MaximumMessageSize: body plus each attribute's name, type and value."""
     size = len(body.encode("utf-8"))
-    for name, attribute in attributes.items():
-        size += len(name.encode()) + len(attribute["DataType"].encode()) + len(attribute["StringValue"].encode())
+    for name, attribute in (attributes or {}).items():
+        value = attribute.get("StringValue", attribute.get("BinaryValue", b""))
+        size += len(name.encode()) + len(str(attribute.get("DataType", "")).encode())
+        size += len(value) if isinstance(value, bytes) else len(str(value).encode("utf-8"))
     return size
+
+
+def attribute_value(attributes: Mapping[str, Any], name: str) -> str | None:
+    """A string message attribute, from Lambda's record shape ({stringValue}) or boto3's ({StringValue})."""
+    value = attributes.get(name) if isinstance(attributes, Mapping) else None
+    if not isinstance(value, Mapping):
+        return None
+    text = value.get("stringValue", value.get("StringValue"))
+    return text if isinstance(text, str) else None
+
+
+def send_attributes(attributes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Message attributes in either shape (a Lambda record's, a ReceiveMessage message's) as SendMessage takes them."""
+    converted: dict[str, dict[str, Any]] = {}
+    for name, value in attributes.items():
+        if not isinstance(value, Mapping):
+            continue
+        data_type = value.get("dataType") or value.get("DataType") or "String"
+        text = value.get("stringValue", value.get("StringValue"))
+        binary = value.get("binaryValue", value.get("BinaryValue"))
+        if text is not None:
+            converted[name] = {"DataType": data_type, "StringValue": str(text)}
+        elif binary is not None:
+            raw = base64.b64decode(binary) if isinstance(binary, str) else bytes(binary)
+            converted[name] = {"DataType": data_type, "BinaryValue": raw}
+    return converted
 
 
 class QueuedDelivery(NamedTuple):
@@ -177,12 +205,7 @@ class QueuedDelivery(NamedTuple):
 
 def message_attribute(record: Mapping[str, Any], name: str) -> str | None:
     """A string message attribute of a Lambda SQS event record or a boto3 ReceiveMessage message."""
-    attributes = record.get("messageAttributes") or record.get("MessageAttributes") or {}
-    value = attributes.get(name) if isinstance(attributes, Mapping) else None
-    if not isinstance(value, Mapping):
-        return None
-    text = value.get("stringValue", value.get("StringValue"))
-    return text if isinstance(text, str) else None
+    return attribute_value(record.get("messageAttributes") or record.get("MessageAttributes") or {}, name)
 
 
 def queued_delivery(record: Mapping[str, Any]) -> QueuedDelivery:

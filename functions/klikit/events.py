@@ -1,4 +1,4 @@
-"""The event types klikit sends in `x-klikit-event-type` (FACTS.md section 3)."""
+"""The event types klikit sends in `x-klikit-event-type` (docs/klikit.md, Event types)."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ DEFAULT_SECRET_REFRESH_MIN_INTERVAL_SECONDS = 30
 DEFAULT_SECRET_GRACE_SECONDS = 3600
 DEFAULT_AWS_CALL_TIMEOUT_SECONDS = 2.0
 DEFAULT_RECONCILE_LOOKBACK_HOURS = 24
-KLIKIT_PROD_API_URL = "https://gateway-enterprise.klikit.io/v1/partner"  # FACTS.md section 8
+KLIKIT_PROD_API_URL = "https://gateway-enterprise.klikit.io/v1/partner"  # docs/klikit.md, Partner orders API
 
 
 N = TypeVar("N", int, float)

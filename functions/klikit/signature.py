@@ -1,4 +1,4 @@
-"""klikit's signature: lowercase hex HMAC-SHA256 of the raw body bytes under the webhook secret (FACTS.md s1)."""
+"""klikit's signature: lowercase hex HMAC-SHA256 of the raw body bytes under the webhook secret (docs/klikit.md)."""
 
 from __future__ import annotations
 

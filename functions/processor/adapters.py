@@ -28,8 +28,11 @@ from klikit.delivery import (
     UTF8,
     QueuedDelivery,
     archive_key,
+    attribute_value,
     key_token,
     received_day,
+    send_attributes,
+    sqs_message_size,
 )
 from klikit.errors import PoisonDelivery, PublishFailed
 from klikit.formats import json_default
@@ -95,23 +98,6 @@ def _metadata_bytes(metadata: Mapping[str, str]) -> int:
     return sum(len(name.encode()) + len(value.encode()) for name, value in metadata.items())
 
 
-def _boto3_attributes(attributes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Lambda's record attributes ({stringValue, dataType}) or boto3's, in SendMessage's shape."""
-    converted: dict[str, dict[str, Any]] = {}
-    for name, value in attributes.items():
-        if not isinstance(value, Mapping):
-            continue
-        data_type = value.get("dataType") or value.get("DataType") or "String"
-        text = value.get("stringValue", value.get("StringValue"))
-        binary = value.get("binaryValue", value.get("BinaryValue"))
-        if text is not None:
-            converted[name] = {"DataType": data_type, "StringValue": str(text)}
-        elif binary is not None:
-            raw = base64.b64decode(binary) if isinstance(binary, str) else bytes(binary)
-            converted[name] = {"DataType": data_type, "BinaryValue": raw}
-    return converted
-
-
 class Quarantine:
     """Moves a poison record to the DLQ itself, with the reason, so it does not burn retries first.
 
@@ -128,7 +114,7 @@ class Quarantine:
 
     def send(self, record: Mapping[str, Any], reason: str, detail: str) -> None:
         original = record.get("messageAttributes") or record.get("MessageAttributes") or {}
-        attributes = _boto3_attributes(original)
+        attributes = send_attributes(original)
         attributes.pop(QUARANTINE_REASON, None)
         attributes.pop(QUARANTINE_DETAIL, None)
         # SQS allows ten attributes: the two reasons always fit, at the cost of a foreign message's extras.
@@ -136,30 +122,20 @@ class Quarantine:
         kept[QUARANTINE_REASON] = {"DataType": "String", "StringValue": reason[:MAX_QUARANTINE_DETAIL]}
         kept[QUARANTINE_DETAIL] = {"DataType": "String", "StringValue": (detail or "-")[:MAX_QUARANTINE_DETAIL]}
         body = str(record.get("body", record.get("Body")) or "") or "(empty body)"
-        if _message_bytes(body, kept) > self._max_message_bytes:
+        if sqs_message_size(body, kept) > self._max_message_bytes:
             body = self._claim_check(record, body, kept)
         self._sqs.send_message(QueueUrl=self._dlq_url, MessageBody=body, MessageAttributes=kept)
 
     def _claim_check(self, record: Mapping[str, Any], body: str, attributes: dict[str, dict[str, Any]]) -> str:
         """Put the delivery's bytes in S3 and point `attributes` at them; the claim-check message body."""
-        raw = _raw_bytes(body, attributes.get(BODY_ENCODING, {}).get("StringValue"))
-        owner = attributes.get(EVENT_ID, {}).get("StringValue") or str(record.get("messageId", record.get("MessageId")))
+        raw = _raw_bytes(body, attribute_value(attributes, BODY_ENCODING))
+        owner = attribute_value(attributes, EVENT_ID) or str(record.get("messageId", record.get("MessageId")))
         key = f"{CLAIM_CHECK_PREFIX}{key_token(owner)}/{hashlib.sha256(raw).hexdigest()}"
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=raw, ContentType="application/octet-stream")
         uri = f"s3://{self._bucket}/{key}"
         attributes[BODY_S3_URI] = {"DataType": "String", "StringValue": uri}
         attributes[BODY_ENCODING] = {"DataType": "String", "StringValue": UTF8}
         return json.dumps({"claim_check": uri, "bytes": len(raw)})
-
-
-def _message_bytes(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:
-    """What SQS counts against its limit: the body, and each attribute's name, type and value."""
-    size = len(body.encode("utf-8"))
-    for name, attribute in attributes.items():
-        value = attribute.get("StringValue", attribute.get("BinaryValue", b""))
-        size += len(name.encode()) + len(str(attribute["DataType"]).encode())
-        size += len(value.encode("utf-8")) if isinstance(value, str) else len(value)
-    return size
 
 
 def _raw_bytes(body: str, encoding: str | None) -> bytes:

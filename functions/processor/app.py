@@ -36,20 +36,19 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from klikit import observability as names
-from klikit.aws import client
 from klikit.delivery import EVENT_ID, EVENT_TYPE, QueuedDelivery, message_attribute, queued_delivery, read_body
 from klikit.errors import PoisonDelivery
 from klikit.events import KNOWN_EVENT_TYPES, ORDER_CART_UPDATED, ORDER_CREATED, ORDER_STATUS_UPDATED
 from klikit.formats import iso_z
-from klikit.settings import ProcessorSettings
-from processor.adapters import DynamoOrdersTable, EventBus, PayloadBucket, Quarantine
+from klikit.headers import MAX_EVENT_TYPE_LENGTH
 from processor.failures import safe_message
 from processor.idempotency import catch_all_effect_key, digest, effect_key
 from processor.metrics import BatchMetrics
 from processor.models import OrderEvent, UnknownEvent, parse_envelope, parse_order, parse_received_at
+from processor.ports import DeadLetters, OrdersTable, Payloads, Publisher
 from processor.projection import CART, STATUS, Projection, project
 from processor.registry import REGISTRY, Registered, Registry
-from processor.tracing import Span, no_span, xray_span
+from processor.tracing import Span, no_span
 
 logger = Logger(service=names.PROCESSOR_SERVICE)
 
@@ -72,10 +71,10 @@ class ProcessorApp:
     def __init__(
         self,
         *,
-        payloads: PayloadBucket,
-        quarantine: Quarantine,
-        orders: DynamoOrdersTable,
-        bus: EventBus | None,
+        payloads: Payloads,
+        quarantine: DeadLetters,
+        orders: OrdersTable,
+        bus: Publisher | None,
         persistence: DynamoDBPersistenceLayer,
         effects_ttl_seconds: int,
         registry: Registry = REGISTRY,
@@ -103,28 +102,6 @@ class ProcessorApp:
         # The projection runs first and outside the effects table: its conditional writes are idempotent already.
         # The fan-out publishes every signed order fact once, news or not (subscribers order by updated_at).
         self._builtins = [] if bus is None else [Registered(FANOUT_HANDLER, self._publish, include_stale=True)]
-
-    @classmethod
-    def from_settings(cls, settings: ProcessorSettings, registry: Registry = REGISTRY) -> ProcessorApp:
-        timeout = settings.aws_call_timeout_seconds
-        return cls(
-            payloads=PayloadBucket(client("s3", timeout), settings.payload_bucket),
-            quarantine=Quarantine(
-                client("sqs", timeout),
-                settings.dlq_url,
-                client("s3", timeout),
-                settings.payload_bucket,
-                settings.sqs_max_message_bytes,
-            ),
-            orders=DynamoOrdersTable(client("dynamodb", timeout), settings.orders_table),
-            bus=EventBus(client("events", timeout), settings.event_bus_name) if settings.event_bus_name else None,
-            persistence=DynamoDBPersistenceLayer(
-                table_name=settings.effects_table, boto3_client=client("dynamodb", timeout)
-            ),
-            effects_ttl_seconds=settings.effects_ttl_seconds,
-            registry=registry,
-            span=xray_span() if settings.tracing else no_span,
-        )
 
     # --- the batch -------------------------------------------------------------------------------------------
 
@@ -197,7 +174,7 @@ class ProcessorApp:
         logger.error(
             names.LOG_QUARANTINED,
             event_id=message_attribute(raw, EVENT_ID),
-            event_type=event_type[:128],
+            event_type=event_type[:MAX_EVENT_TYPE_LENGTH],
             reason=poison.reason,
             detail=poison.detail,
         )

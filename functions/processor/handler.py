@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import processor.integrations  # noqa: F401  registers the user's handlers
 from klikit.observability import REDUNDANT_LOG_KEYS
-from klikit.settings import ProcessorSettings
 from processor.app import ProcessorApp, logger
+from processor.wiring import build_app
 
-_app: ProcessorApp | None = None
 
-
+@cache
 def app() -> ProcessorApp:
-    global _app
-    if _app is None:
-        _app = ProcessorApp.from_settings(ProcessorSettings.from_env())
-    return _app
-
-
-def reset() -> None:
-    """Forget the built dependencies so the next invocation reads the environment again (tests)."""
-    global _app
-    _app = None
+    """Built once per cold start; `app.cache_clear()` makes the next invocation read the environment again."""
+    return build_app()
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,4 +1,4 @@
-"""Typed models of klikit's delivery body (FACTS.md section 2) and of what a handler receives.
+"""Typed models of klikit's delivery body (docs/klikit.md, Delivery body) and of what a handler receives.
 
 Lenient where klikit is vague: unknown fields are ignored, the order id may be an integer or a string (kept as a
 string), money may be a JSON number or a decimal string (kept as Decimal, never float), and a status code we have no
@@ -25,7 +25,7 @@ MAX_DETAIL_LENGTH = 240
 
 
 class OrderStatus(IntEnum):
-    """The OrderStatus codes klikit has confirmed. Only 5 = READY is documented today (FACTS.md 2.3)."""
+    """The OrderStatus codes klikit has confirmed. Only 5 = READY is documented today (docs/klikit.md)."""
 
     READY = 5
 

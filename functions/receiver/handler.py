@@ -5,6 +5,7 @@ Imports are kept lean on purpose (no pydantic, no X-Ray SDK, no router): klikit 
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -13,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from klikit import observability as names
 from klikit.errors import KlikitError
-from klikit.headers import EVENT_ID, EVENT_TYPE, REPLAY
+from klikit.headers import EVENT_ID, EVENT_TYPE, MAX_EVENT_ID_LENGTH, MAX_EVENT_TYPE_LENGTH, REPLAY
 from receiver import responses
 from receiver.intake import Intake
 from receiver.request import from_api_gateway
@@ -22,25 +23,19 @@ from receiver.wiring import build_intake
 logger = Logger(service=names.RECEIVER_SERVICE)
 metrics = Metrics(namespace=names.METRICS_NAMESPACE, service=names.RECEIVER_SERVICE)
 
-_intake: Intake | None = None
+
+@cache
+def app() -> Intake:
+    """Built once per cold start; `app.cache_clear()` makes the next invocation read the environment again."""
+    return build_intake()
 
 
-def reset() -> None:
-    """Forget the cold-start wiring (tests point each case at a fresh moto)."""
-    global _intake
-    _intake = None
-
-
-def _get_intake() -> Intake:
-    global _intake
-    if _intake is None:
-        _intake = build_intake()
-    return _intake
+MAX_LENGTH = {EVENT_ID: MAX_EVENT_ID_LENGTH, EVENT_TYPE: MAX_EVENT_TYPE_LENGTH}  # what a log line may carry of each
 
 
 def _first(headers: dict[str, list[str]], name: str) -> str | None:
     values = headers.get(name)
-    return values[0][:256] if values else None
+    return values[0][: MAX_LENGTH[name]] if values else None
 
 
 def _replay_mark(headers: dict[str, list[str]]) -> dict[str, Any]:
@@ -58,7 +53,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         request = from_api_gateway(event)
         headers = request.headers
         logger.set_correlation_id(_first(request.headers, EVENT_ID))
-        receipt = _get_intake().receive(request, context)
+        receipt = app().receive(request, context)
     except KlikitError as exc:
         reply = responses.for_error(exc)
         log = logger.warning if reply.status < 500 else logger.error

@@ -16,7 +16,7 @@ from klikit.errors import BodyTooLarge, InvalidSignature
 from klikit.formats import iso_z
 from klikit.headers import klikit_headers
 from klikit.signature import matches_any
-from receiver.admission import Admission
+from receiver.idempotency import Admission
 from receiver.request import WebhookRequest
 
 _SIGNATURE_SHAPE = re.compile(r"[0-9a-f]{64}")

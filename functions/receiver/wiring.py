@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from klikit.aws import client
 from klikit.settings import ReceiverSettings
-from receiver.admission import DeliveryAdmission
+from receiver.idempotency import DeliveryAdmission
 from receiver.intake import Intake
 from receiver.queue import DeliveryQueue
 from receiver.secrets import WebhookSecrets

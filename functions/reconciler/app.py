@@ -15,10 +15,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from klikit import observability as names
-from klikit.aws import client
 from klikit.errors import CredentialsUnavailable, PartnerAuthError
 from klikit.formats import iso_z
-from klikit.settings import ReconcilerSettings
 from reconciler.adapters import Checkpoint, DynamoCheckpoints, DynamoProjection, ReconciledQueue, SecretCredentials
 from reconciler.logic import PAGE_SIZE, Heal, Report, Window, reconcile
 from reconciler.partner_api import PartnerApi
@@ -31,7 +29,7 @@ metrics = Metrics(namespace=names.METRICS_NAMESPACE, service=names.RECONCILER_SE
 STOP_WITH_MS_LEFT = 90_000
 
 CREDENTIALS_SHAPE = '{"partner_key":"...","secret_key":"..."}'
-# klikit's 401/403 codes (FACTS.md section 8) -> which part is wrong and what to do.
+# klikit's 401/403 codes (docs/klikit.md, Partner orders API) -> which part is wrong and what to do.
 AUTH_ADVICE = {
     "auth_missing": "klikit saw no credentials: the secret needs both partner_key and secret_key",
     "auth_invalid_credential": "partner_key or secret_key is wrong (a rotated secret_key stops working at once): "
@@ -127,21 +125,6 @@ class ScheduledReconciler:
         self._lookback = lookback
         self._secret_id = secret_id
         self._now = now
-
-    @classmethod
-    def from_settings(cls, settings: ReconcilerSettings) -> ScheduledReconciler:
-        timeout = settings.aws_call_timeout_seconds
-        dynamodb = client("dynamodb", timeout)
-        credentials = SecretCredentials(client("secretsmanager", timeout), settings.partner_secret_id)
-        return cls(
-            api=PartnerApi(settings.klikit_api_url, credentials, on_retry=count_retry),
-            credentials=credentials,
-            projection=DynamoProjection(dynamodb, settings.orders_table),
-            queue=ReconciledQueue(client("sqs", timeout), settings.queue_url),
-            checkpoints=DynamoCheckpoints(dynamodb, settings.checkpoint_table),
-            lookback=timedelta(hours=settings.lookback_hours),
-            secret_id=settings.partner_secret_id,
-        )
 
     def run(self, remaining_ms: Callable[[], int]) -> dict[str, Any]:
         self._credentials.refresh()

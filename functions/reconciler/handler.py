@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from klikit.settings import ReconcilerSettings
 from reconciler.app import ScheduledReconciler, logger, metrics
+from reconciler.wiring import build_reconciler
 
-_app: ScheduledReconciler | None = None
 
-
+@cache
 def app() -> ScheduledReconciler:
-    global _app
-    if _app is None:
-        _app = ScheduledReconciler.from_settings(ReconcilerSettings.from_env())
-    return _app
-
-
-def reset() -> None:
-    """Forget the built dependencies so the next invocation reads the environment again (tests)."""
-    global _app
-    _app = None
+    """Built once per cold start; `app.cache_clear()` makes the next invocation read the environment again."""
+    return build_reconciler()
 
 
 @metrics.log_metrics

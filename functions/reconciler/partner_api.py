@@ -1,4 +1,4 @@
-"""klikit's partner orders API (FACTS.md section 8) over the standard library's urllib (no new runtime dependency).
+"""klikit's partner orders API (docs/klikit.md) over the standard library's urllib (no new runtime dependency).
 
 Every reply is `{request_id, data}` or `{request_id, error: {code, message}}`; we switch on `code`, never `message`.
 429 and 5xx (and no answer at all) are retried with exponential backoff and full jitter, honouring Retry-After;

@@ -21,12 +21,12 @@ from tools.local.resources import LocalResources
 
 @pytest.fixture
 def pipeline(aws: LocalResources) -> Iterator[Pipeline]:
-    receiver_handler.reset()
-    processor_handler.reset()
+    receiver_handler.app.cache_clear()
+    processor_handler.app.cache_clear()
     with Pipeline(receiver_handler.lambda_handler, processor_handler.lambda_handler, aws.queue_url, 1) as metered:
         yield metered
-    receiver_handler.reset()
-    processor_handler.reset()
+    receiver_handler.app.cache_clear()
+    processor_handler.app.cache_clear()
 
 
 def tiny_mix() -> list[Sent]:

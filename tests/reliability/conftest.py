@@ -336,11 +336,11 @@ class Pipeline:
 
 @pytest.fixture
 def pipeline(aws: LocalResources, faults: Faults, lambda_context: LambdaContext) -> Iterator[Pipeline]:
-    receiver_handler.reset()
-    processor_handler.reset()
+    receiver_handler.app.cache_clear()
+    processor_handler.app.cache_clear()
     yield Pipeline(aws, faults, lambda_context)
-    receiver_handler.reset()
-    processor_handler.reset()
+    receiver_handler.app.cache_clear()
+    processor_handler.app.cache_clear()
 
 
 @pytest.fixture

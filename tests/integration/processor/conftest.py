@@ -18,9 +18,9 @@ from tools.local.resources import LocalResources
 @pytest.fixture
 def processor(aws: LocalResources, lambda_context: Any) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
     """Invoke `processor.handler.lambda_handler` with an SQS event; dependencies are rebuilt for this test."""
-    handler.reset()
+    handler.app.cache_clear()
     yield lambda event: handler.lambda_handler(event, lambda_context)
-    handler.reset()
+    handler.app.cache_clear()
 
 
 @pytest.fixture

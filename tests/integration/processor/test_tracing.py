@@ -14,6 +14,7 @@ import pytest
 
 from klikit.events import ORDER_STATUS_UPDATED
 from klikit.settings import ProcessorSettings
+from processor import handler
 from processor.app import ProcessorApp
 from processor.tracing import SUBSEGMENT
 from tests.integration.processor.helpers import delivery, sqs_event, sqs_record
@@ -34,14 +35,14 @@ def test_every_delivery_of_a_batch_gets_its_own_span(
     processor: Callable[[dict[str, Any]], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spans = FakeSpans()
-    original = ProcessorApp.from_settings
+    original = handler.build_app
 
-    def with_spans(settings: ProcessorSettings, *args: Any, **kwargs: Any) -> ProcessorApp:
-        app = original(settings, *args, **kwargs)
+    def with_spans(*args: Any, **kwargs: Any) -> ProcessorApp:
+        app = original(*args, **kwargs)
         app._span = spans
         return app
 
-    monkeypatch.setattr(ProcessorApp, "from_settings", with_spans)
+    monkeypatch.setattr(handler, "build_app", with_spans)
     processor(
         sqs_event(
             sqs_record(delivery("order_status_updated.json", ORDER_STATUS_UPDATED, event_id="evt-t1")),

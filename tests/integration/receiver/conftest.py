@@ -17,7 +17,7 @@ from tools.local.resources import LocalResources
 @pytest.fixture
 def receive(aws: LocalResources, lambda_context: LambdaContext) -> Iterator[Callable[[dict[str, Any]], Any]]:
     """Invoke the real receiver handler; returns (status, parsed JSON body)."""
-    receiver_handler.reset()
+    receiver_handler.app.cache_clear()
 
     def invoke(event: dict[str, Any]) -> tuple[int, Any]:
         reply = receiver_handler.lambda_handler(event, lambda_context)
@@ -25,7 +25,7 @@ def receive(aws: LocalResources, lambda_context: LambdaContext) -> Iterator[Call
         return reply["statusCode"], json.loads(reply["body"])
 
     yield invoke
-    receiver_handler.reset()
+    receiver_handler.app.cache_clear()
 
 
 @pytest.fixture

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
 
-from klikit.settings import ReconcilerSettings
 from reconciler import handler as reconciler_handler
-from reconciler.adapters import DynamoCheckpoints, DynamoProjection, ReconciledQueue, SecretCredentials
-from reconciler.app import ScheduledReconciler, count_retry, metrics
-from reconciler.partner_api import PartnerApi
+from reconciler.app import ScheduledReconciler, metrics
+from reconciler.wiring import build_reconciler
 from tools.fake_klikit import FakeKlikit
 from tools.local.resources import LocalResources
 
@@ -57,23 +55,10 @@ def sleeps() -> Sleeps:
 
 @pytest.fixture
 def scheduled(reconciler_env: LocalResources, sleeps: Sleeps) -> Callable[..., ScheduledReconciler]:
-    """The scheduled reconciler built like from_settings, with the clock at NOW and backoff recorded, not slept."""
+    """The scheduled reconciler as the handler builds it, with the clock at NOW and backoff recorded, not slept."""
 
     def build(now: datetime = NOW) -> ScheduledReconciler:
-        settings = ReconcilerSettings.from_env()
-        credentials = SecretCredentials(boto3.client("secretsmanager"), settings.partner_secret_id)
-        dynamodb = boto3.client("dynamodb")
-        return ScheduledReconciler(
-            api=PartnerApi(settings.klikit_api_url, credentials, sleep=sleeps, on_retry=count_retry),
-            credentials=credentials,
-            projection=DynamoProjection(dynamodb, settings.orders_table),
-            queue=ReconciledQueue(boto3.client("sqs"), settings.queue_url),
-            checkpoints=DynamoCheckpoints(dynamodb, settings.checkpoint_table),
-            lookback=timedelta(hours=settings.lookback_hours),
-            secret_id=settings.partner_secret_id,
-            now=lambda: now,
-            page_size=PAGE_SIZE,
-        )
+        return build_reconciler(now=lambda: now, sleep=sleeps, page_size=PAGE_SIZE)
 
     return build
 
@@ -81,9 +66,9 @@ def scheduled(reconciler_env: LocalResources, sleeps: Sleeps) -> Callable[..., S
 @pytest.fixture
 def reconciler_lambda(reconciler_env: LocalResources) -> Iterator[Callable[[Any], dict[str, Any]]]:
     """The real handler; the context must leave it time (a run stops with 90 s left)."""
-    reconciler_handler.reset()
+    reconciler_handler.app.cache_clear()
     yield lambda context: reconciler_handler.lambda_handler({"source": "aws.scheduler"}, context)
-    reconciler_handler.reset()
+    reconciler_handler.app.cache_clear()
 
 
 def drain(queue_url: str) -> list[dict[str, Any]]:

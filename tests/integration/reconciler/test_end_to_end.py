@@ -52,7 +52,7 @@ def registry() -> Any:
 @pytest.fixture
 def process(aws: LocalResources, lambda_context: LambdaContext) -> Callable[[list[dict[str, Any]]], None]:
     """Feed records to the real processor handler, as the SQS event source does."""
-    processor_handler.reset()
+    processor_handler.app.cache_clear()
 
     def run(records: list[dict[str, Any]]) -> None:
         if not records:

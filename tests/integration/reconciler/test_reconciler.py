@@ -33,7 +33,7 @@ def run(build: Build, **kwargs: Any) -> dict[str, Any]:
 
 def project(body: bytes | str, event_type: str, context: Any, event_id: str = "evt-webhook") -> None:
     """What the stack did with a webhook klikit did deliver: the processor applied it."""
-    processor_handler.reset()
+    processor_handler.app.cache_clear()
     result = processor_handler.lambda_handler(
         sqs_event(sqs_record(delivery(body, event_type, event_id=event_id))), context
     )
