@@ -14,6 +14,9 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_DISABLE_CLI_TELEMETRY := 1
+# one lock for every platform and Python >= 3.11 (the Lambda runs 3.13); the layer installs from requirements.lock
+LOCK := $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" $(LOCK_ARGS)
 CDK := node_modules/.bin/cdk
 CDK_FLAGS := --no-notices
 # extra CDK CLI arguments, e.g. make deploy CDK_ARGS="-c stage=prod -c alarm_email=oncall@example.com"
@@ -23,11 +26,13 @@ CDK_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(PORT)/$(PORT)/g' | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt requirements-dev.txt
+# requirements.txt (what ships) and requirements-dev.txt are edited by hand; `make lock` resolves them into the
+# hashed locks, and every install is from the locks with hash checking (the venv's own pip, not upgraded: with every
+# pin hashed and no resolution left, pip's version cannot change what is installed).
+$(STAMP): requirements.lock requirements-dev.lock
 	@if [ -z "$(PYTHON_313)" ]; then echo "python3.13 not found: using $$(python3 --version) (Lambda runs 3.13)"; fi
 	@test -x $(PY) || $(BASE_PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
 	@touch $@
 
 $(CDK): package.json package-lock.json
@@ -35,7 +40,14 @@ $(CDK): package.json package-lock.json
 	@touch $@
 
 .PHONY: venv
-venv: $(STAMP) ## create .venv and install the pinned dependencies
+venv: $(STAMP) ## create .venv and install requirements-dev.lock, every hash checked
+
+.PHONY: lock
+lock: $(STAMP) ## re-resolve the hashed locks after editing requirements*.txt (LOCK_ARGS=--upgrade: newest of all)
+	$(LOCK) requirements.txt -o requirements.lock
+	$(LOCK) requirements-dev.txt -c requirements.lock -o requirements-dev.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	@touch $(STAMP)
 
 .PHONY: local
 local: $(STAMP) ## the whole pipeline offline on http://127.0.0.1:$(PORT) (ARGS=-v for full logs)
@@ -61,6 +73,10 @@ typecheck: $(STAMP) ## mypy
 .PHONY: pytest
 pytest: $(STAMP) ## the test suites (unit, integration, infra, local stack)
 	$(PY) -m pytest -n 2 --dist loadgroup -q
+
+.PHONY: unit
+unit: $(STAMP) ## the fast tests alone: no moto server, no synth, a few seconds
+	$(PY) -m pytest -q tests/unit
 
 .PHONY: bench
 bench: $(STAMP) ## benchmarks against same-run baselines; writes bench-results.json

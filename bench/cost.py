@@ -302,8 +302,8 @@ def stored_bytes(aws: Any, env: dict[str, str]) -> dict[str, int]:
         for page in dynamodb.get_paginator("scan").paginate(TableName=env[name]):
             total += sum(prices.item_bytes(item) + prices.DYNAMODB_ITEM_OVERHEAD_BYTES for item in page["Items"])
         stored[f"dynamodb.{name.removesuffix('_TABLE_NAME').lower()}"] = total
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=env["PAYLOAD_BUCKET_NAME"]):
-        for item in page.get("Contents", []):
+    for listing in s3.get_paginator("list_objects_v2").paginate(Bucket=env["PAYLOAD_BUCKET_NAME"]):
+        for item in listing.get("Contents", []):
             place = "s3." + item["Key"].split("/", 1)[0]
             stored[place] = stored.get(place, 0) + int(item["Size"])
     return stored

@@ -1,9 +1,11 @@
 """The functions' dependencies (Powertools with pydantic) as one Lambda layer, built offline and region-free.
 
-pip downloads the linux arm64 / CPython 3.13 wheels of the exact pins in requirements.txt (no Docker, no build
-from source), through CDK's local bundling. The result is cached on disk under build/cache/, keyed by the pins and
-the target platform, so repeated synths and test runs copy it instead of downloading it again. boto3 is left out:
-the python3.13 runtime has it.
+The layer holds exactly what the tests ran against: requirements.txt's pins but boto3, and every package they pull
+in, at the version and with the hashes of requirements.lock (what `make venv` installs). pip downloads their linux
+arm64 / CPython 3.13 wheels (no Docker, no build from source; the lock's hashes cover every file of a release, so
+the aarch64 wheels are verified too), through CDK's local bundling. The result is cached on disk under build/cache/,
+keyed by the locked lines and the target platform, so repeated synths and test runs copy it instead of downloading
+it again. boto3, and what only boto3 needs, are left out: the python3.13 runtime has them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
+from packaging.markers import Marker
 
 from infra.config import REPO_ROOT, REQUIREMENTS_TXT, ConfigError
 
@@ -32,7 +37,22 @@ IMPLEMENTATION = "cp"
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer"})
 CACHE_DIR = REPO_ROOT / "build" / "cache" / "dependencies-layer"
 LAYER_PYTHON_DIR = "python"  # Lambda adds /opt/python to sys.path
+# what a lock line's environment marker is evaluated against: the Lambda, not the machine that synthesizes
+LAMBDA_ENVIRONMENT = {
+    "python_version": PYTHON_VERSION,
+    "python_full_version": f"{PYTHON_VERSION}.0",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "aarch64",
+    "os_name": "posix",
+}
 _PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?P<extras>\[[^\]]*\])?==(?P<version>[0-9][0-9A-Za-z.+!-]*)$")
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def layer_requirements(requirements: Path = REQUIREMENTS_TXT) -> tuple[str, ...]:
@@ -48,12 +68,64 @@ def layer_requirements(requirements: Path = REQUIREMENTS_TXT) -> tuple[str, ...]
                 f"{requirements.name} line {number}: {text!r} is not an exact pin (name==version): "
                 "the Lambda layer is built from exact pins only"
             )
-        if match.group("name").lower().replace("_", "-") not in RUNTIME_PROVIDED:
+        if normalized(match.group("name")) not in RUNTIME_PROVIDED:
             pins.append(text)
     return tuple(pins)
 
 
-def pip_command(target: Path, pins: tuple[str, ...]) -> list[str]:
+def read_lock(lock: Path) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """A uv / pip-compile hashed lock: each package's requirement line for the Lambda (`name==version --hash=...`;
+    a line whose environment marker excludes the Lambda is skipped), and what each package depends on, read from
+    the lock's `# via` annotations."""
+    lines: dict[str, str] = {}
+    depends_on: dict[str, set[str]] = defaultdict(set)
+    current, for_lambda, in_via = "", False, False
+    for line in lock.read_text(encoding="utf-8").splitlines():
+        text = line.strip().removesuffix("\\").strip()
+        if line[:1].isalnum():
+            requirement, _, marker = text.partition(";")
+            match = _PIN.match(requirement.strip())
+            if match is None:
+                raise ConfigError(f"{lock.name}: {text!r} is not an exact pin: regenerate it with `make lock`")
+            current, in_via = normalized(match.group("name")), False
+            for_lambda = not marker.strip() or Marker(marker.strip()).evaluate(LAMBDA_ENVIRONMENT)
+            if for_lambda:
+                lines[current] = f"{match.group('name')}=={match.group('version')}"
+        elif text.startswith("--hash=") and for_lambda:
+            lines[current] += f" {text}"
+        elif text.startswith("#") and current:
+            comment = text.lstrip("#").strip()
+            if comment.startswith("via"):
+                in_via, comment = True, comment.removeprefix("via").strip()
+            if in_via and comment and not comment.startswith("-r "):
+                depends_on[normalized(comment)].add(current)
+    return lines, depends_on
+
+
+def locked_layer_requirements(requirements: Path = REQUIREMENTS_TXT, lock: Path | None = None) -> tuple[str, ...]:
+    """requirements.txt's layer pins and everything they depend on, as requirements.lock pins them with hashes;
+    packages only the runtime's boto3 needs (botocore, urllib3, ...) stay out."""
+    lock = lock or requirements.with_suffix(".lock")
+    if not lock.is_file():
+        raise ConfigError(f"{lock.name} is missing: run `make lock` to generate it from {requirements.name}")
+    lines, depends_on = read_lock(lock)
+    wanted: list[str] = []
+    for pin in layer_requirements(requirements):
+        name, version = pin.split("==")
+        name = normalized(name.partition("[")[0])
+        if lines.get(name, "").partition(" ")[0].partition("==")[2] != version:
+            raise ConfigError(f"{lock.name} does not pin {pin} of {requirements.name}: run `make lock`")
+        wanted.append(name)
+    closure: set[str] = set()
+    while wanted:
+        name = wanted.pop()
+        if name not in closure and name not in RUNTIME_PROVIDED and name in lines:
+            closure.add(name)
+            wanted.extend(depends_on[name])
+    return tuple(lines[name] for name in sorted(closure))
+
+
+def pip_command(target: Path, requirements_file: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -70,9 +142,12 @@ def pip_command(target: Path, pins: tuple[str, ...]) -> list[str]:
         PYTHON_VERSION,
         "--only-binary=:all:",
         "--no-compile",  # no .pyc compiled by the host's Python
+        "--require-hashes",
+        "--no-deps",  # the lock already resolved every dependency; pip only downloads and verifies
         "--target",
         str(target),
-        *pins,
+        "--requirement",
+        str(requirements_file),
     ]
 
 
@@ -94,13 +169,21 @@ def build_cached(pins: tuple[str, ...], cache_dir: Path = CACHE_DIR) -> Path:
             return built
         staging = cache_dir / f".{built.name}.{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
-        result = subprocess.run(  # noqa: S603 - our own interpreter's pip, arguments built above
-            pip_command(staging / LAYER_PYTHON_DIR, pins), capture_output=True, text=True, check=False
-        )
+        # the hashed lines go to pip in a requirements file (pip takes --hash nowhere else), kept out of the layer
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=cache_dir) as requirements_file:
+            requirements_file.write("\n".join(pins) + "\n")
+            requirements_file.flush()
+            result = subprocess.run(  # noqa: S603 - our own interpreter's pip, arguments built above
+                pip_command(staging / LAYER_PYTHON_DIR, Path(requirements_file.name)),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
         if result.returncode != 0:
             shutil.rmtree(staging, ignore_errors=True)
+            wheels = ", ".join(pin.split()[0] for pin in pins)
             raise ConfigError(
-                f"could not download the Lambda layer's wheels ({' '.join(pins)}) for {PLATFORM}: "
+                f"could not download the Lambda layer's wheels ({wheels}) for {PLATFORM}: "
                 f"{(result.stderr or result.stdout).strip().splitlines()[-1:]} (pip needs to reach PyPI once; "
                 "the result is cached in build/cache/)"
             )
@@ -124,16 +207,16 @@ class CachedPipInstall:
 def dependencies_layer(
     scope: Construct, construct_id: str, requirements: Path = REQUIREMENTS_TXT
 ) -> lambda_.LayerVersion:
-    pins = layer_requirements(requirements)
+    pins = locked_layer_requirements(requirements)
     return lambda_.LayerVersion(
         scope,
         construct_id,
-        description=f"klikit-webhooks dependencies for python3.13 arm64: {', '.join(pins)}",
+        description=f"klikit-webhooks dependencies for python3.13 arm64: {', '.join(layer_requirements(requirements))}",
         compatible_runtimes=[lambda_.Runtime.PYTHON_3_13],
         compatible_architectures=[lambda_.Architecture.ARM_64],
         code=lambda_.Code.from_asset(
             str(requirements.parent),
-            # the pins and the platform are the layer's identity, not the directory the bundler is handed
+            # the locked lines and the platform are the layer's identity, not the directory the bundler is handed
             asset_hash_type=cdk.AssetHashType.CUSTOM,
             asset_hash=cache_key(pins),
             bundling=cdk.BundlingOptions(

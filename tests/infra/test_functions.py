@@ -9,6 +9,7 @@ import pytest
 
 from infra import spec
 from infra.config import REQUIREMENTS_TXT
+from infra.layer import locked_layer_requirements
 from klikit import observability
 from klikit import settings as env
 from tests.infra.conftest import Synthesized
@@ -133,6 +134,10 @@ def test_layer_asset_holds_the_pinned_powertools_and_the_aarch64_pydantic_core(d
     extensions = [path.name for path in (site / "pydantic_core").glob("_pydantic_core.*.so")]
     assert extensions == ["_pydantic_core.cpython-313-aarch64-linux-gnu.so"]
     assert not (site / "boto3").exists(), "boto3 is the runtime's"
+    installed = {dist.name.removesuffix(".dist-info").replace("_", "-").lower() for dist in site.glob("*.dist-info")}
+    locked = {line.split()[0].replace("==", "-").lower() for line in locked_layer_requirements()}
+    assert installed == locked, "exactly requirements.lock's versions of the shipped pins and their dependencies"
+    assert not {name.rsplit("-", 1)[0] for name in installed} & {"boto3", "botocore", "s3transfer", "urllib3"}
     assert not list(site.rglob("*.pyc")), "no bytecode compiled by the host's Python"
 
 

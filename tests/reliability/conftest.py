@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import pytest
@@ -40,6 +40,9 @@ from receiver import handler as receiver_handler
 from tests.conftest import OLD_SECRET, SECRET, load_json
 from tests.faults import Crash, Faults, Predicate
 from tools.local.resources import LOCAL_REGION, LocalResources
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import DeleteMessageBatchRequestEntryTypeDef, MessageTypeDef
 
 # --- hypothesis: bounded in `make test`, raised by `make fuzz` / `make soak` ----------------------------------
 
@@ -270,7 +273,7 @@ class Pipeline:
 
     # --- SQS and the event source mapping ----------------------------------------------------------------
 
-    def receive(self, queue_url: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
+    def receive(self, queue_url: str | None = None, limit: int = 10) -> list[MessageTypeDef]:
         response = self.sqs.receive_message(
             QueueUrl=queue_url or self.aws.queue_url,
             MaxNumberOfMessages=min(limit, 10),
@@ -316,7 +319,7 @@ class Pipeline:
             results.append(result)
         raise AssertionError(f"queue not drained after {rounds} polls: {results[-3:]}")
 
-    def dlq(self) -> list[dict[str, Any]]:
+    def dlq(self) -> list[MessageTypeDef]:
         return self.receive(self.aws.dlq_url)
 
     def order(self, order_id: str) -> dict[str, Any] | None:
@@ -328,7 +331,9 @@ class Pipeline:
         """Delete every message on the deliveries queue (PurgeQueue is limited to once a minute)."""
         discarded = 0
         while messages := self.receive():
-            entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)]
+            entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)
+            ]
             self.sqs.delete_message_batch(QueueUrl=self.aws.queue_url, Entries=entries)
             discarded += len(messages)
         return discarded

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -12,6 +12,9 @@ import pytest
 from infra.lambda_shapes import LambdaContext
 from receiver import handler as receiver_handler
 from tools.local.resources import LocalResources
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 
 @pytest.fixture
@@ -29,12 +32,12 @@ def receive(aws: LocalResources, lambda_context: LambdaContext) -> Iterator[Call
 
 
 @pytest.fixture
-def queued(aws: LocalResources) -> Callable[[], list[dict[str, Any]]]:
+def queued(aws: LocalResources) -> Callable[[], list[MessageTypeDef]]:
     """Every message on the deliveries queue (received once, with all attributes)."""
 
-    def read() -> list[dict[str, Any]]:
+    def read() -> list[MessageTypeDef]:
         sqs = boto3.client("sqs")
-        messages: list[dict[str, Any]] = []
+        messages: list[MessageTypeDef] = []
         while True:
             batch = sqs.receive_message(
                 QueueUrl=aws.queue_url,

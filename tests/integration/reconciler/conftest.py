@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -15,6 +15,9 @@ from reconciler.app import ScheduledReconciler, metrics
 from reconciler.wiring import build_reconciler
 from tools.fake_klikit import FakeKlikit
 from tools.local.resources import LocalResources
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 NOW = datetime(2026, 6, 25, 12, 0, tzinfo=UTC)
 PAGE_SIZE = 10  # small pages keep multi-page windows small (moto's SendMessage slows as the queue grows)
@@ -71,10 +74,10 @@ def reconciler_lambda(reconciler_env: LocalResources) -> Iterator[Callable[[Any]
     reconciler_handler.app.cache_clear()
 
 
-def drain(queue_url: str) -> list[dict[str, Any]]:
+def drain(queue_url: str) -> list[MessageTypeDef]:
     """Every message on a queue (received once, all attributes), deleted."""
     sqs = boto3.client("sqs")
-    messages: list[dict[str, Any]] = []
+    messages: list[MessageTypeDef] = []
     while batch := sqs.receive_message(
         QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=300
     ).get("Messages", []):
@@ -84,7 +87,7 @@ def drain(queue_url: str) -> list[dict[str, Any]]:
     return messages
 
 
-def attributes(message: dict[str, Any]) -> dict[str, str]:
+def attributes(message: MessageTypeDef) -> dict[str, str]:
     return {name: value["StringValue"] for name, value in message.get("MessageAttributes", {}).items()}
 
 
@@ -106,5 +109,5 @@ def order(order_id: int, *, status: int = 2, updated_at: str = "2026-06-25T09:14
     }
 
 
-def body_of(message: dict[str, Any]) -> Any:
+def body_of(message: MessageTypeDef) -> Any:
     return json.loads(message["Body"])
