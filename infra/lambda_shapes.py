@@ -14,7 +14,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient  # type stubs only: nothing is imported at run time
 
 REGION = "us-east-1"  # the local stack's, the tests' and the benchmarks' region
 ACCOUNT_ID = "123456789012"
@@ -272,15 +275,6 @@ def failed_ids(result: Any, records: list[dict[str, Any]]) -> set[str]:
     return {identifier for identifier in ids if isinstance(identifier, str)}
 
 
-class SqsClient(Protocol):
-    """The part of a boto3 SQS client the event source uses (no boto3 import here)."""
-
-    def receive_message(self, **kwargs: Any) -> Any: ...
-    def delete_message_batch(self, **kwargs: Any) -> Any: ...
-    def change_message_visibility_batch(self, **kwargs: Any) -> Any: ...
-    def get_queue_attributes(self, **kwargs: Any) -> Any: ...
-
-
 class Batch(NamedTuple):
     records: list[dict[str, Any]]
     failed: set[str]  # message ids left on the queue
@@ -302,7 +296,7 @@ class EventSourceMapping:
 
     def __init__(
         self,
-        sqs: SqsClient,
+        sqs: SQSClient,
         queue_url: str,
         *,
         batch_size: int = 10,
