@@ -1,5 +1,6 @@
-"""moto's server in a child process: its CPU-heavy request handling must not share the GIL with the gateway and
-the receiver, or every ack waits behind the processor's AWS calls (measured: end-to-end p99 ack 405 ms in-process).
+"""moto's server in a child process (tools/local/moto_server.py): its CPU-heavy request handling must not share the
+GIL with the gateway and the receiver, or every ack waits behind the processor's AWS calls (measured: end-to-end
+p99 ack 405 ms in-process).
 
 It never outlives the stack: it reads its stdin, a pipe whose other end only the stack holds, and exits when the
 pipe closes, which the kernel does however the stack ends (Ctrl-C, SIGTERM, kill -9). A pipe rather than Linux's
@@ -18,28 +19,9 @@ import time
 import urllib.error
 import urllib.request
 
-# moto's server with a 1 ms GIL switch interval: its threads serve the receiver and the worker at once, and the
-# default 5 ms lets one CPU-bound request make every other one wait (measured on the end-to-end benchmark).
-# DynamoDB requests one at a time: DynamoDB applies a conditional write to an item atomically, moto's threaded
-# server does not, and the receiver's and processor's instances race on the same items (event ids, orders).
-_SERVE = """
-import os, sys, threading
-sys.setswitchinterval(0.001)
-def watch_parent():
-    sys.stdin.buffer.read()  # returns when the stack's end of the pipe closes: the stack is gone
-    os._exit(0)
-threading.Thread(target=watch_parent, daemon=True).start()
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication
-dispatch, dynamodb = DomainDispatcherApplication.__call__, threading.Lock()
-def serve(self, environ, start_response):
-    if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
-        return dispatch(self, environ, start_response)
-    with dynamodb:
-        return dispatch(self, environ, start_response)
-DomainDispatcherApplication.__call__ = serve
-from moto.server import main
-main(sys.argv[1:])
-"""
+from tools import REPO_ROOT
+
+SERVER_MODULE = "tools.local.moto_server"
 
 
 def _free_port(host: str) -> int:
@@ -72,7 +54,8 @@ class MotoProcess:
         if _port_taken(self.host, self.port):
             raise OSError(98, "Address already in use")
         self._process = subprocess.Popen(
-            [sys.executable, "-c", _SERVE, "-H", self.host, "-p", str(self.port)],
+            [sys.executable, "-m", SERVER_MODULE, "-H", self.host, "-p", str(self.port)],
+            cwd=REPO_ROOT,
             stdin=subprocess.PIPE,  # the watchdog pipe
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

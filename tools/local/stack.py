@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+from botocore.config import Config
 
 from infra import lambda_shapes, spec
 from infra.config import StackConfig
@@ -28,6 +29,7 @@ from klikit import observability
 from klikit.formats import iso_z
 from tools.fake_klikit import FakeKlikitProcess
 from tools.local import config as local_config
+from tools.local import moto_server
 from tools.local.console import Console
 from tools.local.instances import FunctionConfig, InstancePool
 from tools.local.resources import LOCAL_REGION, LocalResources, create_resources
@@ -121,6 +123,8 @@ def _functions_env(resources: LocalResources, stack_config: StackConfig) -> dict
             **lambda_shapes.powertools_environment(observability.PROCESSOR_SERVICE, namespace, log_level),
             **resources.processor_env(ttl_days),
             **local,
+            # names its AWS calls in the User-Agent, so the local moto serves the receiver's first (moto_server.py)
+            "AWS_SDK_UA_APP_ID": moto_server.PROCESSOR_APP_ID,
         },
     }
 
@@ -272,7 +276,7 @@ def run(options: LocalOptions) -> int:
     worker: QueueWorker | None = None
     try:
         gateway.receiver = receiver
-        sqs = session.client("sqs")
+        sqs = session.client("sqs", config=Config(user_agent_extra=f"app/{moto_server.EVENT_SOURCE_APP_ID}"))
         worker = QueueWorker(
             sqs, resources.queue_url, processor, console, max_receive_count, stop, options.visibility_timeout
         )

@@ -1,0 +1,329 @@
+"""The local stack's moto server: `python -m tools.local.moto_server -H HOST -p PORT`, started by moto_process.py.
+
+moto's own server (moto.server.main), with what the local stack needs of it on a 2-core machine:
+
+- It never outlives the stack: it reads its stdin, a pipe only the stack holds, and exits when the pipe closes.
+- The path klikit waits on goes first. In AWS the receiver's calls never queue behind the processor's; here one
+  Python process serves both, so a request from the processor's side (its instances and the SQS pollers, which
+  name themselves in the User-Agent with `AWS_SDK_UA_APP_ID`, see `BACKGROUND_APPS`) waits, at most
+  `BACKGROUND_WAIT_SECONDS`, until no other request is in flight.
+- DynamoDB requests one at a time: DynamoDB applies a conditional write to an item atomically, moto's threaded
+  server does not, and the receiver's and processor's instances race on the same items (event ids, orders).
+- No request log, and moto's update-expression validation without its quadratic passes (`speed_up_moto`): the
+  same answers, measured at ~40% of moto's CPU per delivery on the end-to-end benchmark (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import copy
+import functools
+import importlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+# The SDK app ids (botocore's user_agent_appid, "app/<id>" in the User-Agent) of the processing side's clients.
+PROCESSOR_APP_ID = "klikit-local-processor"
+EVENT_SOURCE_APP_ID = "klikit-local-event-source"
+BACKGROUND_APPS = (f"app/{PROCESSOR_APP_ID}", f"app/{EVENT_SOURCE_APP_ID}")
+# A background request starts after this at the latest, however busy the receiver is: the queue drains meanwhile,
+# slowly, and no processor invocation comes near its timeout.
+BACKGROUND_WAIT_SECONDS = 0.2
+DYNAMODB_TARGET = "DynamoDB_"
+CACHED_EXPRESSIONS = 1024  # distinct expression texts kept parsed: the functions send a handful of shapes
+
+
+class Scheduler:
+    """Background requests start when no urgent one (the receiver's, the CLI's) is in flight, or after a bound."""
+
+    def __init__(self, background_wait: float = BACKGROUND_WAIT_SECONDS) -> None:
+        self._background_wait = background_wait
+        self._idle = threading.Condition()
+        self._urgent_in_flight = 0
+        self.dynamodb = threading.Lock()
+
+    @contextlib.contextmanager
+    def request(self, background: bool) -> Iterator[None]:
+        if background:
+            with self._idle:
+                self._idle.wait_for(lambda: self._urgent_in_flight == 0, timeout=self._background_wait)
+            yield
+            return
+        with self._idle:
+            self._urgent_in_flight += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._urgent_in_flight -= 1
+                if not self._urgent_in_flight:
+                    self._idle.notify_all()
+
+
+def is_background(environ: dict[str, Any]) -> bool:
+    agent = environ.get("HTTP_USER_AGENT", "")
+    return any(app in agent for app in BACKGROUND_APPS)
+
+
+def schedule_requests(scheduler: Scheduler) -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    dispatch = DomainDispatcherApplication.__call__
+
+    def serve(self: Any, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        background = is_background(environ)
+        with scheduler.request(background):
+            if not environ.get("HTTP_X_AMZ_TARGET", "").startswith(DYNAMODB_TARGET):
+                return dispatch(self, environ, start_response)
+            with scheduler.dynamodb:
+                return dispatch(self, environ, start_response)
+
+    DomainDispatcherApplication.__call__ = serve  # type: ignore[method-assign]
+
+
+def speed_up_moto() -> None:
+    """moto's UpdateItem validation, cheaper, with the same verdicts (moto 5's code paths, checked by the suites).
+
+    - Each validation pass looks its node types up in a dict it rebuilds for every node, through isinstance on
+      abstract classes: decided once per pass and node class.
+    - Every UpdateItem parses its expression twice, and lexes its condition with a list of regexes per token:
+      each distinct text is parsed (or lexed) once, then copied.
+    - Each validation works on a deepcopy of the parsed tree: copied by `_copy_tree` instead.
+    - The action-count and overlapping-path checks run on every sub-expression, each collecting every clause below
+      it (quadratic in the number of SET actions: the processor's projection update has dozens). The root holds
+      every clause, so when the root passes, every sub-expression passes too; only when it fails does the original
+      walk run, so the error reported is moto's own.
+    """
+    # moto's parsing modules are untyped (`# type: ignore` at their top)
+    ast_nodes: Any = importlib.import_module("moto.dynamodb.parsing.ast_nodes")
+    expressions: Any = importlib.import_module("moto.dynamodb.parsing.expressions")
+    validators: Any = importlib.import_module("moto.dynamodb.parsing.validators")
+
+    node_class = ast_nodes.Node
+    node_types: dict[type, bool] = {}
+
+    def handler_for(self: Any, kind: type) -> Callable[[Any], Any] | None:
+        """The processing function of this pass for nodes of `kind` (moto's rule: the first matching class)."""
+        handlers: dict[type, Callable[[Any], Any] | None] | None = self.__dict__.get("_klikit_handlers")
+        if handlers is None:
+            handlers = self.__dict__["_klikit_handlers"] = {}
+        if kind not in handlers:
+            matching = (handler for node_type, handler in self._processing_map().items() if issubclass(kind, node_type))
+            handlers[kind] = next(matching, None)
+        return handlers[kind]
+
+    def traverse_node_recursively(self: Any, node: Any, child_id: int = -1) -> Any:
+        kind = type(node)
+        is_node = node_types.get(kind)
+        if is_node is None:
+            is_node = node_types[kind] = issubclass(kind, node_class)
+        if not is_node:
+            return node
+        parent_node = node.parent
+        if node.children is not None:
+            for i, child_node in enumerate(node.children):
+                self.pre_processing_of_child(node, i)
+                self.traverse_node_recursively(child_node, i)
+        handler = handler_for(self, kind)
+        if handler is not None:
+            node = handler(node)
+            node.parent = parent_node
+            if parent_node:
+                parent_node.children[child_id] = node
+        return node
+
+    traverser = ast_nodes.DepthFirstTraverser
+    traverser.traverse_node_recursively = traverse_node_recursively
+
+    parse = expressions.UpdateExpressionParser.make
+    parsed = functools.lru_cache(maxsize=CACHED_EXPRESSIONS)(parse)  # what fails to parse raises again each time
+
+    def make(cls: Any, expression: str) -> Any:
+        return _copy_tree(parsed(expression), node_class)
+
+    expressions.UpdateExpressionParser.make = classmethod(make)
+
+    def root_first(check: str) -> Callable[[Any, Any], Any]:
+        walk = traverser.traverse
+
+        def traverse(self: Any, node: Any) -> Any:
+            if isinstance(node, ast_nodes.UpdateExpression):
+                try:
+                    getattr(self, check)(node)
+                except Exception:  # noqa: BLE001 - moto's own walk reports it, exactly as unpatched moto would
+                    return walk(self, node)
+                return node
+            return walk(self, node)
+
+        return traverse
+
+    def validator_init(
+        self: Any,
+        expression: Any,
+        expression_attribute_names: Any,
+        expression_attribute_values: Any,
+        item: Any,
+        table: Any,
+    ) -> None:
+        self.expression_attribute_names = expression_attribute_names
+        self.expression_attribute_values = expression_attribute_values
+        self.item = item
+        self.table = table
+        self.processors = self.get_ast_processors()
+        self.node_to_validate = _copy_tree(expression, ast_nodes.Node)
+
+    validators.Validator.__init__ = validator_init
+
+    conditions = importlib.import_module("moto.dynamodb.comparisons").ConditionExpressionParser
+    lex = conditions._lex_condition_expression
+    lexed: dict[str, tuple[Any, ...]] = {}
+
+    def lex_once(self: Any) -> collections.deque[Any]:
+        text = self.condition_expression
+        nodes = lexed.get(text)
+        if nodes is None:
+            nodes = tuple(lex(self))  # immutable tokens; one that fails to lex raises again each time
+            if len(lexed) < CACHED_EXPRESSIONS:
+                lexed[text] = nodes
+        return collections.deque(nodes)
+
+    conditions._lex_condition_expression = lex_once
+    validators.ActionCountValidator.traverse = root_first("verify_action_counts")
+    validators.OverlappingPathsValidator.traverse = root_first("check_for_overlapping_paths")
+    _speed_up_sqs()
+    _speed_up_dispatch()
+
+
+def _speed_up_dispatch() -> None:
+    """What moto recomputes for every request from things that never change while it serves: computed once.
+
+    - Which service a request's host names: moto lists its own package directory on disk, per request.
+    - Which actions a service's response class has: inspect.getmembers over the class, per request.
+    """
+    backends: Any = importlib.import_module("moto.backends")
+    responses: Any = importlib.import_module("moto.core.responses")
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
+    responses.method_names_from_class = functools.cache(responses.method_names_from_class)
+
+
+def _copy_tree(root: Any, node_class: type) -> Any:
+    """What deepcopy(root) gives for a parsed expression (nodes with a type, children and parent), 3x faster.
+
+    Each validation pass rewrites the tree it is given, so moto validates a copy; deepcopy's generic memo walk was
+    ~15% of moto's CPU. Anything but a plain tree of nodes over text leaves is left to deepcopy.
+    """
+    seen: set[int] = set()
+
+    def copy_node(node: Any, parent: Any) -> Any:
+        if id(node) in seen or set(node.__dict__) != {"type", "children", "parent"}:
+            raise _NotAPlainTree
+        seen.add(id(node))
+        twin: Any = object.__new__(type(node))
+        twin.type, twin.parent = node.type, parent
+        twin.children = None if node.children is None else [copy_child(child, twin) for child in node.children]
+        return twin
+
+    def copy_child(child: Any, parent: Any) -> Any:
+        if isinstance(child, node_class):
+            return copy_node(child, parent)
+        if type(child) in (str, int, float, bool, type(None)):
+            return child
+        raise _NotAPlainTree
+
+    if isinstance(root, node_class) and getattr(root, "parent", None) is None:
+        try:
+            return copy_node(root, None)
+        except _NotAPlainTree:
+            pass
+    return copy.deepcopy(root)
+
+
+class _NotAPlainTree(Exception):
+    pass
+
+
+def _speed_up_sqs() -> None:
+    """moto's SQS, with a queue's cost per call independent of its backlog where moto's answer does not need it.
+
+    - SendMessage (for ContentBasedDeduplication) and ReceiveMessage (for MessageRetentionPeriod, twice per message
+      received) build the queue's whole attribute map, whose three approximate counts walk every message: on a
+      backlog of thousands each send cost milliseconds. Those two reads skip the counts (they never read them);
+      GetQueueAttributes still counts.
+    - DeleteMessage walked the messages twice per receipt handle and replaced the list without the lock SendMessage
+      appends under, so a message sent meanwhile could be lost: one walk, under that lock.
+    """
+    from moto.sqs import models
+    from moto.sqs.exceptions import ReceiptHandleIsInvalid
+
+    skip = threading.local()
+    for count in (
+        "approximate_number_of_messages",
+        "approximate_number_of_messages_delayed",
+        "approximate_number_of_messages_not_visible",
+    ):
+        counted = getattr(models.Queue, count).fget
+
+        def approximate(self: Any, counted: Callable[[Any], int] = counted) -> int:
+            return 0 if getattr(skip, "counts", False) else counted(self)
+
+        setattr(models.Queue, count, property(approximate))
+
+    def without_counts(method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            skip.counts = True
+            try:
+                return method(*args, **kwargs)
+            finally:
+                skip.counts = False
+
+        return call
+
+    backend = models.SQSBackend
+    backend.send_message = without_counts(backend.send_message)  # type: ignore[method-assign]
+    backend.is_message_valid_based_on_retention_period = without_counts(  # type: ignore[method-assign]
+        backend.is_message_valid_based_on_retention_period
+    )
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        with self._messages_lock:
+            if receipt_handle in self.deleted_messages:
+                return  # already deleted: moto answers success again, as SQS does
+            kept = []
+            for message in self._messages:
+                if message.had_receipt_handle(receipt_handle):
+                    self.pending_messages.discard(message)
+                    self.deleted_messages.update(message.all_receipt_handles)
+                else:
+                    kept.append(message)
+            if len(kept) == len(self._messages):
+                raise ReceiptHandleIsInvalid()
+            self._messages = kept
+
+    models.Queue.delete_message = delete_message  # type: ignore[method-assign]
+
+
+def _watch_parent() -> None:
+    sys.stdin.buffer.read()  # returns when the stack's end of the pipe closes: the stack is gone
+    os._exit(0)
+
+
+def main(argv: list[str]) -> None:
+    threading.Thread(target=_watch_parent, daemon=True).start()
+    # 1 ms GIL switch interval: one CPU-bound request must not hold up the others for 5 ms slices (measured).
+    sys.setswitchinterval(0.001)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request, to /dev/null, cost ~6%
+    speed_up_moto()
+    schedule_requests(Scheduler())
+    from moto.server import main as moto_main
+
+    moto_main(argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
