@@ -3,15 +3,23 @@
 The parent starts `python -m tools.cli local` (moto; the gateway handing each request to one of the receiver's
 instances, each its own process; pollers feeding the processor's instances) on a free port with a state
 directory of its own, then, for each rate in turn on the same stack, runs the load worker
-(`python -m bench.end_to_end load PORT STATE_DIR SECONDS SENDERS RATE`): SENDERS threads, each pacing RATE
-deliveries per second. Every delivery is a new signed created.v2 about a new order (~5 KB), except ~10% that
-repeat an earlier acknowledged delivery byte for byte and ~2% signed with the wrong secret. After each load it
-waits for the queue to drain and checks, from the processor's log, that every acknowledged event id was
+(`python -m bench.end_to_end load PORT STATE_DIR SECONDS CONNECTIONS RATE`). The load is open-loop, as klikit's is:
+a delivery starts every 1/RATE s whether or not earlier ones were answered, each on its own connection, up to
+CONNECTIONS at once (more than the acks in flight at any rate that meets the target), so a slow stack does not slow
+the offered rate; a delivery that could not start on time is counted (`late starts`), and the rate actually sent
+is reported next to the offered one. Every delivery is a new signed created.v2 about a new order (~5 KB), except
+~10% that repeat an earlier acknowledged delivery byte for byte and ~2% signed with the wrong secret. After each
+load it waits for the queue to drain and checks, from the processor's log, that every acknowledged event id was
 processed and its effect (the example handler's kitchen ticket) happened exactly once, and that the DLQ is empty.
 
-The rates: 25/s and 50/s (the target: p99 ack <= 250 ms at 50/s), then higher ones (30 s each) until one
-misses: the highest rate that kept p99 <= 250 ms with nothing lost, doubled or refused is reported. A 10 s
-warm-up at 50/s comes first and is not reported: the figures are the steady state.
+The rates: 25/s and 50/s (the target: p99 ack <= 250 ms at 50/s), then higher ones (30 s each) while they meet it,
+or, when one misses, rates between the highest that met it and the lowest that missed (30 s each, to 5/s): the
+highest rate that kept p99 <= 250 ms with nothing lost, doubled or refused is reported. A 10 s warm-up at 50/s
+comes first and is not reported: the figures are the steady state.
+
+For each rate the parent also reads the CPU time (/proc, user + system) of every process of the stack before and
+after the load and its drain: CPU per delivery by process (moto, the receiver's instances, the processor's, the
+gateway with the pollers), the measure that holds on a shared machine where latencies do not.
 """
 
 from __future__ import annotations
@@ -19,7 +27,6 @@ from __future__ import annotations
 import collections
 import http.client
 import json
-import math
 import os
 import random
 import signal
@@ -44,13 +51,15 @@ P99_TARGET_MS = 250.0
 PROCESSED = "delivery processed"  # once per processing of a delivery: twice when SQS delivers a message twice
 EFFECT = "kitchen ticket"  # the example user handler's effect (functions/processor/integrations.py): once, ever
 RATES = (25.0, 50.0)  # deliveries/s, 60 s each
-HIGHER_RATES = (75.0, 100.0, 125.0, 150.0)  # 30 s each, until one misses
-# deliveries/s per sender thread: each waits for its reply, so the offered rate holds while acks take < 400 ms
-PER_SENDER = 2.5
-RECEIVERS = 64  # more than the senders ever are (60 at 150/s): a request is never throttled for want of an instance
+HIGHER_RATES = (75.0, 100.0, 125.0, 150.0)  # 30 s each, while they meet the target
+PROBE_STEP = 5.0  # deliveries/s: the resolution of the search between a rate that met the target and one that missed
+PROBES = 3  # at most this many rates in that search
+RECEIVERS = 16  # receiver instances at most: 50/s at 250 ms is 12.5 in flight; more would only add cold starts
+CONNECTIONS = 60  # deliveries in flight at most: 1.2 s of acks at 50/s, and the limit is never the generator's
 # Unmeasured load first: the figures are the steady state, with the instances a steady load keeps warm (each cold
 # start is counted once, in the warm-up, instead of in whichever rate first needs another instance).
 WARM_UP_SECONDS = 10.0
+LATE_START_SECONDS = 0.05  # a delivery that starts this much after its time was held up by the generator
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str, float]:
@@ -75,7 +84,7 @@ def headers_for(body: bytes, event_id: str, secret: str) -> dict[str, str]:
     }
 
 
-def load(port: int, state_dir: Path, seconds: float, senders: int, rate: float) -> dict[str, Any]:
+def load(port: int, state_dir: Path, seconds: float, connections: int, rate: float) -> dict[str, Any]:
     state = json.loads((state_dir / f"stack-{port}" / "stack.json").read_text())
     url = state["webhook_url"]
     log = Path(state["directory"]) / "processor.log"
@@ -85,20 +94,12 @@ def load(port: int, state_dir: Path, seconds: float, senders: int, rate: float) 
     results: list[dict[str, Any]] = []
     first_order = 10_000_000 + int(time.time()) % 100_000 * 10_000  # each rate its own orders: new, never stale
     order_ids = iter(range(first_order, first_order + 10_000))
-    started = time.monotonic()
-    deadline = started + seconds
+    rng = random.Random(int(rate * 1000))
+    free = threading.BoundedSemaphore(connections)
+    late = LATE_START_SECONDS
 
-    def sender(number: int) -> None:
-        rng = random.Random(number)
-        next_at = time.monotonic() + rng.random() / rate
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                return
-            if next_at > now:
-                time.sleep(next_at - now)
-            next_at += 1 / rate
-            draw = rng.random()
+    def deliver(scheduled: float, draw: float) -> None:
+        try:
             with lock:
                 earlier = rng.choice(acknowledged) if acknowledged and draw < DUPLICATE_SHARE else None
                 order_id = next(order_ids)
@@ -110,7 +111,7 @@ def load(port: int, state_dir: Path, seconds: float, senders: int, rate: float) 
             else:
                 body = workload.order_body(5_000, order_id=order_id)
                 kind, headers = "new", headers_for(body, f"bench-{uuid.uuid4()}", workload.SECRET)
-            at = time.monotonic() - started
+            lag = time.monotonic() - scheduled
             try:
                 status, reply, latency = post(url, body, headers)
             except OSError as exc:
@@ -121,7 +122,8 @@ def load(port: int, state_dir: Path, seconds: float, senders: int, rate: float) 
                 results.append(
                     {
                         "kind": kind,
-                        "at": at,
+                        "at": scheduled - started,
+                        "late": lag > late,
                         "status": status,
                         "ok": ok,
                         "ms": latency * 1000,
@@ -130,10 +132,20 @@ def load(port: int, state_dir: Path, seconds: float, senders: int, rate: float) 
                 )
                 if kind == "new" and ok:
                     acknowledged.append((body, headers))
+        finally:
+            free.release()
 
-    threads = [threading.Thread(target=sender, args=(n,)) for n in range(senders)]
-    for thread in threads:
+    threads = []
+    started = time.monotonic()
+    for number in range(round(seconds * rate)):
+        scheduled = started + number / rate
+        pause = scheduled - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        free.acquire()  # all connections busy: this delivery starts late, and says so
+        thread = threading.Thread(target=deliver, args=(scheduled, rng.random()), daemon=True)
         thread.start()
+        threads.append(thread)
     for thread in threads:
         thread.join()
     elapsed = time.monotonic() - started
@@ -205,13 +217,69 @@ def _depth(state: dict[str, Any], queue: str) -> int:
     return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
 
+# The stack's processes by what they run (their command lines): CPU per delivery is reported per role.
+ROLES = (
+    ("moto", "tools.local.moto_server"),
+    ("receiver instances", "klikit-local-receiver"),
+    ("processor instances", "klikit-local-processor"),
+)
+STACK_ROLE = "gateway + pollers"  # the stack's own process
+OTHER_ROLE = "other (fake klikit API)"
+
+
+def _cpu_seconds(stack_pid: int) -> dict[str, float]:
+    """CPU time (user + system, from /proc) of the stack and every process under it, summed by role.
+
+    Includes processes that ended since (instances replaced after a crash are not in it: a steady load has none).
+    """
+    children: dict[int, list[int]] = collections.defaultdict(list)
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry.name)] = fields
+        children[int(fields[1])].append(int(entry.name))
+    tick = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = collections.defaultdict(float)
+    pending = [stack_pid]
+    while pending:
+        pid = pending.pop()
+        pending += children[pid]
+        if pid not in stats:
+            continue
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        role = STACK_ROLE if pid == stack_pid else next((r for r, mark in ROLES if mark in command), OTHER_ROLE)
+        totals[role] += (int(stats[pid][11]) + int(stats[pid][12])) / tick  # utime, stime
+    return dict(totals)
+
+
 @dataclass(frozen=True)
 class Phase:
     rate: float
     seconds: float
-    senders: int
+    connections: int
     result: dict[str, Any]
     load_average: str  # `uptime`'s three figures right after the phase: the machine is shared
+    cpu_seconds: dict[str, float]  # CPU of the stack's processes during the load and its drain, by role
+
+    @property
+    def sent_rate(self) -> float:
+        return len(self.result["requests"]) / self.seconds
+
+    @property
+    def late_starts(self) -> int:
+        return sum(1 for r in self.result["requests"] if r["late"])
+
+    def cpu_ms_per_delivery(self) -> dict[str, float]:
+        deliveries = max(1, len(self.result["requests"]))
+        return {role: 1000 * seconds / deliveries for role, seconds in self.cpu_seconds.items()}
 
     @property
     def signed_ms(self) -> list[float]:
@@ -239,7 +307,8 @@ class Phase:
 
     @property
     def met(self) -> bool:
-        return self.p(99) <= P99_TARGET_MS and not self.errors and self.wrong == 0
+        sent = self.sent_rate >= 0.95 * self.rate
+        return sent and self.p(99) <= P99_TARGET_MS and not self.errors and self.wrong == 0
 
 
 def _load_average() -> str:
@@ -270,13 +339,26 @@ def _start_stack(state_dir: Path, port: int) -> subprocess.Popen[bytes]:
     return stack
 
 
-def _phase(port: int, state_dir: Path, rate: float, seconds: float) -> Phase:
+def _phase(port: int, state_dir: Path, stack_pid: int, rate: float, seconds: float) -> Phase:
     from bench.harness import run_worker
 
-    senders = max(2, math.ceil(rate / PER_SENDER))
-    args = [str(port), str(state_dir), str(seconds), str(senders), str(rate / senders)]
+    args = [str(port), str(state_dir), str(seconds), str(CONNECTIONS), str(rate)]
+    before = _cpu_seconds(stack_pid)
     result = run_worker("bench.end_to_end", ["load", *args], timeout=seconds + DRAIN_TIMEOUT_SECONDS + 60)
-    return Phase(rate, result["seconds"], senders, result, _load_average())
+    after = _cpu_seconds(stack_pid)
+    cpu = {role: after[role] - before.get(role, 0.0) for role in after}
+    return Phase(rate, result["seconds"], CONNECTIONS, result, _load_average(), cpu)
+
+
+def _next_probe(phases: list[Phase]) -> float | None:
+    """A rate halfway between the highest that met the target and the lowest that missed, or None when close."""
+    met = [phase.rate for phase in phases if phase.met]
+    missed = [phase.rate for phase in phases if not phase.met and phase.rate > max(met, default=0.0)]
+    low, high = max(met, default=0.0), min(missed, default=0.0)
+    if not missed or high - low <= PROBE_STEP:
+        return None
+    middle = round((low + high) / 2 / PROBE_STEP) * PROBE_STEP
+    return middle if low < middle < high else None
 
 
 def run(quick: bool) -> list[Any]:
@@ -291,13 +373,18 @@ def run(quick: bool) -> list[Any]:
             port = probe.getsockname()[1]
         stack = _start_stack(state_dir, port)
         try:
-            _phase(port, state_dir, RATES[-1], WARM_UP_SECONDS / (2 if quick else 1))  # not reported
+            _phase(port, state_dir, stack.pid, RATES[-1], WARM_UP_SECONDS / (2 if quick else 1))  # not reported
             for rate in RATES:
-                phases.append(_phase(port, state_dir, rate, seconds))
+                phases.append(_phase(port, state_dir, stack.pid, rate, seconds))
             for rate in () if quick else HIGHER_RATES:
                 if not phases[-1].met:
                     break
-                phases.append(_phase(port, state_dir, rate, higher_seconds))
+                phases.append(_phase(port, state_dir, stack.pid, rate, higher_seconds))
+            for _ in range(0 if quick else PROBES):
+                probe_rate = _next_probe(phases)
+                if probe_rate is None:
+                    break
+                phases.append(_phase(port, state_dir, stack.pid, probe_rate, higher_seconds))
         finally:
             stack.send_signal(signal.SIGINT)
             try:
@@ -308,12 +395,29 @@ def run(quick: bool) -> list[Any]:
     return _figures(phases)
 
 
+def _cpu_figure(phase: Phase) -> Any:
+    from bench.report import Figure
+    from bench.stats import Summary
+
+    per_role = phase.cpu_ms_per_delivery()
+    total = sum(per_role.values())
+    parts = ", ".join(f"{role} {ms:.1f}" for role, ms in sorted(per_role.items(), key=lambda item: -item[1]))
+    return Figure(
+        f"e2e.{phase.rate:g}.cpu_ms_per_delivery",
+        f"  at {phase.rate:g}/s: CPU per delivery, all the stack's processes (load + drain)",
+        "ms",
+        Summary.of([total]),
+        extra={"by_process_ms": per_role},
+        note=f"ms by process: {parts}",
+    )
+
+
 def _figures(phases: list[Phase]) -> list[Any]:
     from bench.report import Figure, Target
     from bench.stats import Summary, percentile
 
     figures = []
-    for phase in phases:
+    for phase in sorted(phases, key=lambda phase: phase.rate):
         rate = f"{phase.rate:g}"
         result = phase.result
         requests = result["requests"]
@@ -331,13 +435,14 @@ def _figures(phases: list[Phase]) -> list[Any]:
         figures += [
             Figure(
                 f"e2e.{rate}.deliveries_per_second",
-                f"at {rate}/s: deliveries sent/s ({phase.senders} senders, {phase.seconds:.0f} s)",
+                f"at {rate}/s offered (open loop): deliveries sent/s ({phase.seconds:.0f} s)",
                 "/s",
-                Summary.of([len(requests) / phase.seconds]),
+                Summary.of([phase.sent_rate]),
                 target=Target(phase.rate * 0.95, at_most=False),
-                extra={"kinds": dict(kinds), "load_average": phase.load_average},
+                extra={"kinds": dict(kinds), "load_average": phase.load_average, "late_starts": phase.late_starts},
                 note=f"{kinds['new']} new, {kinds['duplicate']} duplicates, {kinds['forged']} forged; "
-                f"load average after: {phase.load_average}",
+                f"{phase.late_starts} started > {LATE_START_SECONDS * 1000:.0f} ms late "
+                f"({phase.connections} connections at most); load average after: {phase.load_average}",
             ),
             Figure(
                 f"e2e.{rate}.ack_p50_ms", f"  at {rate}/s: ack latency p50 (signed)", "ms", Summary.of([phase.p(50)])
@@ -381,6 +486,7 @@ def _figures(phases: list[Phase]) -> list[Any]:
                 f"DLQ {result['dlq_depth']}; {result['still_queued']} still queued "
                 f"{result['drain_seconds']:.0f} s after the load (late, not lost)",
             ),
+            _cpu_figure(phase),
         ]
     kept = [phase.rate for phase in phases if phase.met]
     tried = ", ".join(f"{phase.rate:g}/s ({'met' if phase.met else 'missed'})" for phase in phases)
