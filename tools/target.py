@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Literal, overload
 
 from infra import spec
 from tools.local.state import (
     DEFAULT_PORT,
-    LOCAL_DEFAULT_SECRET,
     PROCESSOR,
     RECEIVER,
     SECRET_ENV,
@@ -22,11 +21,24 @@ from tools.local.state import (
     default_state_dir,
     read_state,
     running_stacks,
-    webhook_url,
 )
 
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
+
+Service = Literal["cloudwatch", "dynamodb", "logs", "s3", "secretsmanager", "sqs"]  # what the CLI commands call
+
 RECONCILER = "reconciler"  # deployed only: the local stack runs the reconciler from the CLI (./klikit reconcile)
-LOG_GROUP_OUTPUTS = {RECEIVER: spec.OUTPUT_RECEIVER_LOG_GROUP, PROCESSOR: spec.OUTPUT_PROCESSOR_LOG_GROUP}
+LOG_GROUP_OUTPUTS = {
+    RECEIVER: spec.OUTPUT_RECEIVER_LOG_GROUP,
+    PROCESSOR: spec.OUTPUT_PROCESSOR_LOG_GROUP,
+    RECONCILER: spec.OUTPUT_RECONCILER_LOG_GROUP,
+}
 
 
 class CliError(Exception):
@@ -62,18 +74,32 @@ class Target:
     partner_secret_id: str = ""  # klikit's partner API credentials (the reconciler's secret)
     klikit_api_url: str = ""  # klikit's partner API: the local stack's fake, or the deployed stack's klikit_api_url
 
-    def client(self, service: str) -> Any:
+    @overload
+    def client(self, service: Literal["cloudwatch"]) -> CloudWatchClient: ...
+    @overload
+    def client(self, service: Literal["dynamodb"]) -> DynamoDBClient: ...
+    @overload
+    def client(self, service: Literal["logs"]) -> CloudWatchLogsClient: ...
+    @overload
+    def client(self, service: Literal["s3"]) -> S3Client: ...
+    @overload
+    def client(self, service: Literal["secretsmanager"]) -> SecretsManagerClient: ...
+    @overload
+    def client(self, service: Literal["sqs"]) -> SQSClient: ...
+    def client(
+        self, service: Service
+    ) -> CloudWatchClient | DynamoDBClient | CloudWatchLogsClient | S3Client | SecretsManagerClient | SQSClient:
         import boto3
 
         if self.endpoint_url is not None:
             return boto3.client(
-                service,  # type: ignore[call-overload]
+                service,
                 endpoint_url=self.endpoint_url,
                 region_name=self.region,
                 aws_access_key_id="local",
                 aws_secret_access_key="local",  # noqa: S106 - moto's dummy credentials
             )
-        return boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
+        return boto3.client(service, region_name=self.region)
 
     def signing_secret(self) -> str:
         """KLIKIT_WEBHOOK_SECRET, else the first active secret the stack holds in Secrets Manager."""
@@ -169,15 +195,7 @@ def deployed_target(stack_name: str, region: str | None) -> Target:
         bucket=output(spec.OUTPUT_BUCKET),
         secret_id=output(spec.OUTPUT_SECRET_ARN),
         region=region,
-        log_groups={
-            name: outputs[key]
-            for name, key in (
-                ("receiver", spec.OUTPUT_RECEIVER_LOG_GROUP),
-                ("processor", spec.OUTPUT_PROCESSOR_LOG_GROUP),
-                (RECONCILER, spec.OUTPUT_RECONCILER_LOG_GROUP),
-            )
-            if key in outputs
-        },
+        log_groups={name: outputs[key] for name, key in LOG_GROUP_OUTPUTS.items() if key in outputs},
         stack_name=stack_name,
         partner_secret_id=outputs.get(spec.OUTPUT_PARTNER_SECRET_ARN, ""),
         klikit_api_url=outputs.get(spec.OUTPUT_KLIKIT_API_URL, ""),
@@ -188,8 +206,4 @@ def resolve(stack: str | None, region: str | None, state_dir: Path | None, port:
     return deployed_target(stack, region) if stack else local_target(state_dir, port)
 
 
-def default_local_url(port: int) -> str:
-    return webhook_url(port)
-
-
-__all__ = ["LOCAL_DEFAULT_SECRET", "CliError", "NoCredentials", "StackNotRunning", "Target", "resolve"]
+__all__ = ["CliError", "NoCredentials", "StackNotRunning", "Target", "resolve"]
