@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from klikit.delivery import (
     BODY_S3_URI,
@@ -28,6 +28,9 @@ from klikit.delivery import (
     send_attributes,
 )
 
+if TYPE_CHECKING:  # boto3-stubs' types, for mypy only
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
+
 HIDE_SECONDS = 30  # how long a listed message stays hidden while we read the rest of the queue
 WAIT_SECONDS = 1  # a short long-poll: SQS's short polls sample servers and can answer empty while messages wait
 BATCH = 10
@@ -39,7 +42,7 @@ class DeadLetter:
     message_id: str
     receipt_handle: str
     body: str
-    attributes: dict[str, dict[str, Any]]  # as SendMessage takes them
+    attributes: dict[str, MessageAttributeValueTypeDef]  # as SendMessage takes them
     receive_count: int
     sent_at_ms: int
 
@@ -74,7 +77,7 @@ class DeadLetter:
         body_sha256 = self.attribute(BODY_SHA256) or hashlib.sha256(self.body.encode("utf-8")).hexdigest()
         return f"{self.attribute(EVENT_ID) or ''}|{body_sha256}"
 
-    def redrive_attributes(self) -> dict[str, dict[str, Any]]:
+    def redrive_attributes(self) -> dict[str, MessageAttributeValueTypeDef]:
         return {
             name: value for name, value in self.attributes.items() if name not in (QUARANTINE_REASON, QUARANTINE_DETAIL)
         }

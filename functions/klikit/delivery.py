@@ -29,10 +29,13 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
 from klikit.errors import BodyIntegrityError, PoisonDelivery
+
+if TYPE_CHECKING:  # boto3-stubs' types, for mypy only
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
 
 EVENT_ID = "event_id"
 EVENT_TYPE = "event_type"
@@ -124,13 +127,13 @@ def body_as_text(body: bytes) -> tuple[str, str]:
     return base64.b64encode(body).decode("ascii"), BASE64
 
 
-def _string_attributes(values: Mapping[str, str]) -> dict[str, dict[str, str]]:
+def _string_attributes(values: Mapping[str, str]) -> dict[str, MessageAttributeValueTypeDef]:
     return {name: {"DataType": "String", "StringValue": value} for name, value in values.items()}
 
 
 def sqs_message(
     delivery: Delivery, body_s3_uri: str | None = None, source: str | None = None
-) -> tuple[str, dict[str, dict[str, str]]]:
+) -> tuple[str, dict[str, MessageAttributeValueTypeDef]]:
     """(MessageBody, MessageAttributes) for SendMessage, inline or as a claim check pointing at `body_s3_uri`.
 
     `source` is set only by the reconciler (RECONCILER); the receiver never passes it.
@@ -172,9 +175,9 @@ def attribute_value(attributes: Mapping[str, Any], name: str) -> str | None:
     return text if isinstance(text, str) else None
 
 
-def send_attributes(attributes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def send_attributes(attributes: Mapping[str, Any]) -> dict[str, MessageAttributeValueTypeDef]:
     """Message attributes in either shape (a Lambda record's, a ReceiveMessage message's) as SendMessage takes them."""
-    converted: dict[str, dict[str, Any]] = {}
+    converted: dict[str, MessageAttributeValueTypeDef] = {}
     for name, value in attributes.items():
         if not isinstance(value, Mapping):
             continue

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Mapping
 from decimal import DecimalException
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -39,6 +39,14 @@ from klikit.formats import json_default
 from processor import cart_storage
 from processor.projection import Clock, Mode, PartWrite
 
+if TYPE_CHECKING:  # boto3-stubs' client types, for mypy only
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
+
 MAX_QUARANTINE_DETAIL = 240
 S3_MAX_METADATA_BYTES = 2048
 SQS_MAX_ATTRIBUTES = 10
@@ -52,7 +60,7 @@ def _error_code(error: ClientError) -> str:
 class PayloadBucket:
     """Claim-checked bodies in, the raw delivery archive out."""
 
-    def __init__(self, s3: Any, bucket: str) -> None:
+    def __init__(self, s3: S3Client, bucket: str) -> None:
         self._s3 = s3
         self._bucket = bucket
 
@@ -105,7 +113,7 @@ class Quarantine:
     to S3 as a claim check, like the receiver's large bodies, so the DLQ copy is small and a redrive reads it back
     (trimming the attributes instead would lose the delivery's own ones, which a redrive needs)."""
 
-    def __init__(self, sqs: Any, dlq_url: str, s3: Any, bucket: str, max_message_bytes: int) -> None:
+    def __init__(self, sqs: SQSClient, dlq_url: str, s3: S3Client, bucket: str, max_message_bytes: int) -> None:
         self._sqs = sqs
         self._dlq_url = dlq_url
         self._s3 = s3
@@ -126,7 +134,9 @@ class Quarantine:
             body = self._claim_check(record, body, kept)
         self._sqs.send_message(QueueUrl=self._dlq_url, MessageBody=body, MessageAttributes=kept)
 
-    def _claim_check(self, record: Mapping[str, Any], body: str, attributes: dict[str, dict[str, Any]]) -> str:
+    def _claim_check(
+        self, record: Mapping[str, Any], body: str, attributes: dict[str, MessageAttributeValueTypeDef]
+    ) -> str:
         """Put the delivery's bytes in S3 and point `attributes` at them; the claim-check message body."""
         raw = _raw_bytes(body, attribute_value(attributes, BODY_ENCODING))
         owner = attribute_value(attributes, EVENT_ID) or str(record.get("messageId", record.get("MessageId")))
@@ -151,7 +161,7 @@ def _raw_bytes(body: str, encoding: str | None) -> bytes:
 class DynamoOrdersTable:
     """The order projection's conditional writes (see processor.projection for the rule)."""
 
-    def __init__(self, dynamodb: Any, table_name: str) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, table_name: str) -> None:
         self._dynamodb = dynamodb
         self._table = table_name
         self._serialize = TypeSerializer().serialize
@@ -277,12 +287,12 @@ class _Expression:
 class EventBus:
     """Publishes processed order events for other services (the optional fan-out)."""
 
-    def __init__(self, events: Any, bus_name: str) -> None:
+    def __init__(self, events: EventBridgeClient, bus_name: str) -> None:
         self._events = events
         self._bus_name = bus_name
 
     def publish(self, event_type: str, detail: Mapping[str, Any]) -> None:
-        entry = {
+        entry: PutEventsRequestEntryTypeDef = {
             "Source": FANOUT_SOURCE,
             "DetailType": event_type,
             "Detail": json.dumps(detail, default=json_default, separators=(",", ":")),

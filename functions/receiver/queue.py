@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from klikit.delivery import Delivery, claim_check_key, sqs_message, sqs_message_size
 from klikit.errors import EnqueueFailed
+
+if TYPE_CHECKING:  # boto3-stubs' client types, for mypy only
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
 
 class Enqueued(NamedTuple):
@@ -19,8 +23,8 @@ class Enqueued(NamedTuple):
 class DeliveryQueue:
     def __init__(
         self,
-        sqs: Any,
-        s3: Callable[[], Any],
+        sqs: SQSClient,
+        s3: Callable[[], S3Client],
         queue_url: str,
         bucket: str,
         max_message_bytes: int,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
@@ -17,6 +17,11 @@ from klikit.errors import CredentialsUnavailable
 from processor import cart_storage
 from reconciler.logic import Heal, Stored, Window
 from reconciler.partner_api import Credentials
+
+if TYPE_CHECKING:  # boto3-stubs' client types, for mypy only
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
 
 BATCH_GET_LIMIT = 100  # DynamoDB BatchGetItem keys per call
 # The projection attributes the comparison needs (processor.projection writes them).
@@ -31,7 +36,7 @@ def _int(value: Any) -> int | None:
 
 
 class DynamoProjection:
-    def __init__(self, dynamodb: Any, table_name: str) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, table_name: str) -> None:
         self._dynamodb = dynamodb
         self._table = table_name
         self._deserialize = TypeDeserializer().deserialize
@@ -71,7 +76,7 @@ class DynamoProjection:
 class ReconciledQueue:
     """Puts each heal on the processing queue exactly as the receiver would, plus `source: reconciler`."""
 
-    def __init__(self, sqs: Any, queue_url: str) -> None:
+    def __init__(self, sqs: SQSClient, queue_url: str) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
 
@@ -92,7 +97,7 @@ class DynamoCheckpoints:
     hold one item.
     """
 
-    def __init__(self, dynamodb: Any, table_name: str) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, table_name: str) -> None:
         self._dynamodb = dynamodb
         self._table = table_name
 
@@ -131,7 +136,7 @@ class DynamoCheckpoints:
 class SecretCredentials:
     """The partner credentials, read from Secrets Manager once per run (a fixed secret is used by the next run)."""
 
-    def __init__(self, secretsmanager: Any, secret_id: str) -> None:
+    def __init__(self, secretsmanager: SecretsManagerClient, secret_id: str) -> None:
         self._secretsmanager = secretsmanager
         self.secret_id = secret_id
         self._value: Credentials | None = None
@@ -145,7 +150,7 @@ class SecretCredentials:
         self._value = None
 
 
-def read_credentials(secretsmanager: Any, secret_id: str) -> Credentials:
+def read_credentials(secretsmanager: SecretsManagerClient, secret_id: str) -> Credentials:
     """`{"partner_key": ..., "secret_key": ...}` from Secrets Manager; the message never holds the value."""
     try:
         value = secretsmanager.get_secret_value(SecretId=secret_id)["SecretString"]

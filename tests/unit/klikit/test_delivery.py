@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,7 +14,7 @@ from klikit import delivery as contract
 from klikit.errors import BodyIntegrityError, PoisonDelivery
 
 
-def as_lambda_record(body: str, attributes: dict[str, dict[str, str]]) -> dict[str, object]:
+def as_lambda_record(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> dict[str, object]:
     return lambda_shapes.sqs_record(body, attributes, message_id="m-1")
 
 
