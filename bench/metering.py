@@ -38,7 +38,7 @@ class Usage:
         counter = self.counters[(function, call)]
         counter["requests"] += 1
         for name, amount in amounts.items():
-            counter[name] += amount  # type: ignore[assignment]
+            counter[name] += amount  # type: ignore[assignment]  # Counter is typed int; billed units are floats
 
     def as_dict(self) -> dict[str, dict[str, dict[str, float]]]:
         """{function: {"service.Operation": {"requests": n, unit: amount, ...}}}, sorted, for JSON."""

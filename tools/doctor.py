@@ -207,7 +207,7 @@ def run_checks(checks: Iterable[Callable[[], Check]]) -> list[Check]:
 
 
 def named(name: str, check: Callable[[], Check]) -> Callable[[], Check]:
-    check.check_name = name  # type: ignore[attr-defined]
+    check.check_name = name  # type: ignore[attr-defined]  # a label on the function, read back with getattr
     return check
 
 

@@ -233,6 +233,7 @@ class DynamoOrdersTable:
                 raise PoisonDelivery("unstorable_order", f"{label}: DynamoDB ValidationException") from None
             if _error_code(exc) != "ConditionalCheckFailedException":
                 raise
+            # ALL_OLD puts the item in the error response, a key botocore-stubs' error TypedDict does not declare
             stored: dict[str, Any] = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
             return cart_storage.readable({name: self._deserialize(value) for name, value in stored.items()})
         return None

@@ -15,11 +15,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
 from klikit import observability as names
@@ -53,12 +52,18 @@ def _count(metric: str) -> None:
         emitted.add_dimension(name="service", value=names.RECEIVER_SERVICE)
 
 
+class SecretStore(Protocol):
+    """What WebhookSecrets reads the secret through: Powertools' SecretsProvider in Lambda, a fake in unit tests."""
+
+    def get(self, name: str, *, max_age: int | None = ..., force_fetch: bool = ...) -> Any: ...
+
+
 class WebhookSecrets:
     """Cached active secrets, with a forced refresh that forged traffic cannot turn into one call per request."""
 
     def __init__(
         self,
-        provider: SecretsProvider,
+        provider: SecretStore,
         secret_id: str,
         cache_seconds: int,
         refresh_min_interval_seconds: float,

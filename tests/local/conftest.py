@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import boto3
 import pytest
@@ -23,6 +23,11 @@ import pytest
 from tools import REPO_ROOT
 from tools.cli import main as cli_main
 from tools.local.state import StackState, read_state
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
 
 START_TIMEOUT = 60.0
 WAIT_TIMEOUT = 30.0
@@ -97,9 +102,17 @@ class LocalStack:
         """The console's step words (received, processed, ...) for one event id, in order."""
         return [line.split()[1] for line in self.output().splitlines() if line.endswith(f"[evt {event_id}]")]
 
-    def client(self, service: str) -> Any:
+    @overload
+    def client(self, service: Literal["dynamodb"]) -> DynamoDBClient: ...
+    @overload
+    def client(self, service: Literal["secretsmanager"]) -> SecretsManagerClient: ...
+    @overload
+    def client(self, service: Literal["sqs"]) -> SQSClient: ...
+    def client(
+        self, service: Literal["dynamodb", "secretsmanager", "sqs"]
+    ) -> DynamoDBClient | SecretsManagerClient | SQSClient:
         return boto3.client(
-            service,  # type: ignore[call-overload]
+            service,
             endpoint_url=self.state.moto_endpoint,
             region_name="us-east-1",
             aws_access_key_id="local",

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import boto3
@@ -212,11 +212,11 @@ def test_ctrl_c_then_the_same_command_resumes_where_it_stopped(
     real_send = sender.send
     calls = []
 
-    def interrupted_on_the_second(*args: object, **kwargs: object) -> sender.Reply:
+    def interrupted_on_the_second(*args: Any, **kwargs: Any) -> sender.Reply:
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real_send(*args, **kwargs)  # type: ignore[arg-type]
+        return real_send(*args, **kwargs)
 
     monkeypatch.setattr(sender, "send", interrupted_on_the_second)
     code, out, _ = run("replay", *window(27, 1))

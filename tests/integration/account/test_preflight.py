@@ -55,8 +55,8 @@ def lambda_limits(session: boto3.Session, limit: int = 1000, unreserved: int = 1
 def checks(session: boto3.Session, context: dict[str, Any] | None = None, **limits: int) -> dict[str, Check]:
     lambda_client = lambda_limits(session, **limits)
 
-    def client(name: str) -> Any:
-        return lambda_client if name == "lambda" else session.client(name)  # type: ignore[call-overload]
+    def client(name: Any) -> Any:  # whichever service Preflight names, as boto3's session.client takes it
+        return lambda_client if name == "lambda" else session.client(name)
 
     preflight = Preflight(client, REGION, load_config(context or {}))
     return {check.name: check for check in preflight.run()}
@@ -241,8 +241,8 @@ def test_setup_api_logging_leaves_a_role_someone_else_set() -> None:
 def partner_checks(session: boto3.Session, klikit_api_url: str, **context: Any) -> dict[str, Check]:
     lambda_client = lambda_limits(session)
 
-    def client(name: str) -> Any:
-        return lambda_client if name == "lambda" else session.client(name)  # type: ignore[call-overload]
+    def client(name: Any) -> Any:  # whichever service Preflight names, as boto3's session.client takes it
+        return lambda_client if name == "lambda" else session.client(name)
 
     config = load_config({"reconcile_every_minutes": 15, **context})
     return {check.name: check for check in Preflight(client, REGION, config, klikit_api_url=klikit_api_url).run()}

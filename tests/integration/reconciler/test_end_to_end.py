@@ -57,6 +57,7 @@ def process(aws: LocalResources, lambda_context: LambdaContext) -> Callable[[lis
     def run(records: list[dict[str, Any]]) -> None:
         if not records:
             return
+        # infra.lambda_shapes' fake context has the attributes Lambda's has, not Powertools' LambdaContext's type
         result = processor_handler.lambda_handler(sqs_event(*records), lambda_context)  # type: ignore[arg-type]
         assert result["batchItemFailures"] == []
 

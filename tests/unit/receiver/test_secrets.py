@@ -64,7 +64,7 @@ class FakeProvider:
 def test_forced_refresh_happens_at_most_once_per_interval() -> None:
     now = [100.0]
     provider = FakeProvider("s")
-    secrets = WebhookSecrets(provider, "id", 300, 30.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    secrets = WebhookSecrets(provider, "id", 300, 30.0, clock=lambda: now[0])
 
     assert secrets.refreshed() == ["s"]
     assert secrets.refreshed() is None
@@ -78,7 +78,7 @@ def test_forced_refresh_happens_at_most_once_per_interval() -> None:
 def test_an_unreadable_secret_is_reported_as_unavailable() -> None:
     provider = FakeProvider("s")
     provider.fail = True
-    secrets = WebhookSecrets(provider, "id", 300, 30.0)  # type: ignore[arg-type]
+    secrets = WebhookSecrets(provider, "id", 300, 30.0)
     with pytest.raises(SecretUnavailable):
         secrets.active()
 
@@ -86,7 +86,7 @@ def test_an_unreadable_secret_is_reported_as_unavailable() -> None:
 def test_during_an_outage_the_last_good_secret_is_used_for_the_grace_period_only() -> None:
     now = [1000.0]
     provider = FakeProvider("s")
-    secrets = WebhookSecrets(provider, "id", 300, 30.0, clock=lambda: now[0], grace_seconds=600)  # type: ignore[arg-type]
+    secrets = WebhookSecrets(provider, "id", 300, 30.0, clock=lambda: now[0], grace_seconds=600)
     assert secrets.active() == ["s"]
 
     provider.fail = True
@@ -101,7 +101,7 @@ def test_during_an_outage_the_last_good_secret_is_used_for_the_grace_period_only
 def test_a_malformed_value_after_a_good_one_keeps_the_good_one_for_the_grace_period() -> None:
     now = [1000.0]
     provider = FakeProvider('{"active": ["new", "old"]}')
-    secrets = WebhookSecrets(provider, "id", 300, 30.0, clock=lambda: now[0], grace_seconds=600)  # type: ignore[arg-type]
+    secrets = WebhookSecrets(provider, "id", 300, 30.0, clock=lambda: now[0], grace_seconds=600)
     assert secrets.active() == ["new", "old"]
 
     provider.value = '{"Active": ["newer", "new"]}'
@@ -114,7 +114,7 @@ def test_a_malformed_value_after_a_good_one_keeps_the_good_one_for_the_grace_per
 def test_without_a_last_good_value_there_is_no_grace() -> None:
     provider = FakeProvider("s")
     provider.fail = True
-    secrets = WebhookSecrets(provider, "id", 300, 30.0, grace_seconds=3600)  # type: ignore[arg-type]
+    secrets = WebhookSecrets(provider, "id", 300, 30.0, grace_seconds=3600)
 
     with pytest.raises(SecretUnavailable):
         secrets.active()
