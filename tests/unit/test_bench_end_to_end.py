@@ -51,3 +51,14 @@ def test_cpu_is_read_for_the_stack_and_every_process_under_it_by_role() -> None:
     assert cpu[end_to_end.STACK_ROLE] > 0  # this process: the stack's own role
     assert cpu["moto"] > 0  # a child, known by its command line
     assert "receiver instances" not in cpu
+
+
+def test_throttled_replies_are_errors_not_fast_acks() -> None:
+    phase = _phase(50)
+    for request in phase.result["requests"][::2]:
+        request.update(status=500, ok=False, ms=2.0)  # Lambda's throttle, answered at once by the gateway
+
+    assert len(phase.signed_ms) == len(phase.result["requests"]) // 2
+    assert min(phase.signed_ms) == 50.0  # the 2 ms refusals are not acknowledgements
+    assert not phase.met
+    assert _phase(50, met=False, sent=0).p(99) == float("inf")  # nothing acknowledged: no latency to report
