@@ -432,6 +432,7 @@ def _figures(phases: list[Phase]) -> list[Any]:
             f"{WINDOW_SECONDS} s windows: {min(window_p99):.0f} .. {max(window_p99):.0f} ms" if window_p99 else None
         )
         lost, doubled = phase.lost, len(result["doubled"])
+        statuses = collections.Counter(r["status"] for r in phase.errors)  # 500: throttled, 0: no reply
         target_p99 = Target(P99_TARGET_MS) if phase.rate in RATES else None
         figures += [
             Figure(
@@ -463,7 +464,8 @@ def _figures(phases: list[Phase]) -> list[Any]:
                 "count",
                 Summary.of([len(phase.errors)]),
                 target=Target(0),
-                extra={"examples": phase.errors[:5]},
+                extra={"examples": phase.errors[:5], "statuses": dict(statuses)},
+                note=", ".join(f"{count} x {status or 'no reply'}" for status, count in statuses.most_common()),
             ),
             Figure(
                 f"e2e.{rate}.lost_or_doubled",
