@@ -30,19 +30,22 @@ RELEASE_FILE = "release"
 COUNTER_NAME = "reliability.effect-counter"
 EVENT_TYPES = ("klikit.order.created.v2", "klikit.order.status.updated", "klikit.order.cart.updated")
 
-# event id prefix -> (botocore event, where it is in the invocation)
+# event id prefix -> (the function whose instance dies, botocore event: where it is in the invocation)
 KILL_POINTS = {
     # receiver: the idempotency record is in progress, nothing is queued
-    "kill-before-enqueue": "before-call.sqs.SendMessage",
+    "kill-before-enqueue": ("receiver", "before-call.sqs.SendMessage"),
     # receiver: SQS has the message, the instance never reads the answer
-    "kill-during-enqueue": "needs-retry.sqs.SendMessage",
+    "kill-during-enqueue": ("receiver", "needs-retry.sqs.SendMessage"),
     # receiver: queued and the record marked done, no reply sent
-    "kill-after-enqueue": "after-call.dynamodb.UpdateItem",
+    "kill-after-enqueue": ("receiver", "after-call.dynamodb.UpdateItem"),
     # processor: the batch's earlier records are done, this one's archive write (its first step) has not started
-    "kill-mid-batch": "before-parameter-build.s3.PutObject",
+    "kill-mid-batch": ("processor", "before-parameter-build.s3.PutObject"),
 }
 
 _current: set[str] = set()
+# which function this invocation is: a receiver point must not fire in a processor that already has the message
+# (it also makes UpdateItem calls) before the receiver's own call, which would spend the kill on the wrong instance
+_function: list[str] = ["receiver"]
 
 
 def _event_ids(event: dict[str, Any]) -> set[str]:
@@ -69,7 +72,9 @@ def _hook(point: str) -> Any:
     def at_point(**kwargs: Any) -> None:
         params = kwargs.get("params") or {}
         for event_id in sorted(_current):
-            if not any(event_id.startswith(prefix) and KILL_POINTS[prefix] == point for prefix in KILL_POINTS):
+            if not any(
+                event_id.startswith(prefix) and KILL_POINTS[prefix] == (_function[0], point) for prefix in KILL_POINTS
+            ):
                 continue
             if point.endswith("s3.PutObject") and event_id not in str(params.get("Key", "")):
                 continue  # another record of the batch
@@ -90,6 +95,7 @@ def _count(event: Any) -> None:
 def _remember(event: dict[str, Any]) -> None:
     _current.clear()
     _current.update(_event_ids(event))
+    _function[0] = "processor" if "Records" in event else "receiver"
     folder = Path(os.environ[KILL_DIR_ENV])
     for event_id in _current:
         if event_id.startswith(SLOW_PREFIX) and "Records" not in event:
@@ -110,7 +116,7 @@ def instance(argv: list[str]) -> None:
 
     boto3.setup_default_session()  # the handlers' clients come from the default session: hooked before they exist
     assert boto3.DEFAULT_SESSION is not None
-    for point in set(KILL_POINTS.values()):
+    for point in {point for _, point in KILL_POINTS.values()}:
         boto3.DEFAULT_SESSION.events.register(point, _hook(point))
     if "processor.handler" in " ".join(argv):
         from processor.registry import REGISTRY
