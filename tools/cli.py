@@ -7,7 +7,6 @@ Every command works against the local stack (`make local`) by default, and again
 from __future__ import annotations
 
 import argparse
-import base64
 import dataclasses
 import json
 import os
@@ -17,7 +16,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -578,6 +576,7 @@ def cmd_replay_window(args: argparse.Namespace) -> int:
     options = dataclasses.replace(_sign_options(args, secret), replay=True)
     pacer = replay.Pacer(args.rate)
     summary = replay.Summary()
+    bodies = replay.Bodies(s3, target.bucket)
     index = 0
     try:
         for index, item in enumerate(listing.deliveries, start=1):
@@ -586,7 +585,7 @@ def cmd_replay_window(args: argparse.Namespace) -> int:
             if item.key in run.done and not args.dry_run:
                 summary.count(run.done[item.key])
                 continue
-            body = s3.get_object(Bucket=target.bucket, Key=item.key)["Body"].read()
+            body = bodies.body(item)
             if args.branch and replay.branch_of(body) != args.branch:
                 summary.skipped += 1
                 continue
@@ -704,16 +703,10 @@ def _archived(args: argparse.Namespace) -> tuple[bytes, str]:
             f"when it takes it; check the id with `./klikit logs --filter {args.event_id}{_where(args)}`, "
             f"or list a window's deliveries with `./klikit replay --since 1d --dry-run{_where(args)}`"
         )
-    metadata = found.metadata
-    stored_type = metadata.get("event-type-base64")  # too long to percent-quote within S3's 2 KB of metadata
-    event_type = (
-        (base64.urlsafe_b64decode(stored_type).decode("utf-8") if stored_type else None)
-        or unquote(metadata.get("event-type", ""))
-        or sender.event_type_for(args.type or "")
-    )
+    event_type = found.event_type or sender.event_type_for(args.type or "")
     if not event_type:
         raise CliError(f"the archived delivery {args.event_id!r} has no event type: pass --type")
-    _say(f"archived delivery {args.event_id}: {event_type}, received {metadata.get('received-at', '?')}")
+    _say(f"archived delivery {args.event_id}: {event_type}, received {found.received_at or '?'}")
     return found.body, event_type
 
 

@@ -1,9 +1,11 @@
 """`klikit replay --since T --until T`: send every archived delivery of a time window through the front door again.
 
-The archive keeps each delivery under `archive/<YYYY-MM-DD of received_at, UTC>/<token>` with its event id,
-event type, received-at and body hash in the object's metadata (klikit/delivery.py), so a window is a few day
-prefixes listed and filtered on received-at (plus the flat `archive/<id>` keys written before the day folders,
-until they expire). Each delivery is signed again with the stack's secret and POSTed at
+The processor archives each batch in one object per received minute, `archive/<YYYY-MM-DD>/<HHMM>/<first
+second>-<last second>_<id hashes>.jsonl.gz` (klikit/archive.py), so a window is a few day prefixes listed, the
+objects whose span overlaps it read, and their deliveries filtered on received-at. Deliveries archived before batch
+objects (one object each under `archive/<day>/<token>`, or `archive/<id>` before day folders) are read from their
+metadata until they expire. A delivery archived twice (a record retried alone) is replayed once.
+Each delivery is signed again with the stack's secret and POSTed at
 `--rate` per second. Progress is written after every send to a file named for the run, so Ctrl-C and the same
 command again resumes where it stopped; a finished run removes its file.
 """
@@ -19,9 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
-from klikit.delivery import ARCHIVE_PREFIX
+from klikit import archive
+from klikit.delivery import ARCHIVE_PREFIX, received_moment
 from klikit.headers import MAX_EVENT_ID_LENGTH
 
 REPLAY_MARK = "-replay-"
@@ -29,11 +32,12 @@ REPLAY_MARK = "-replay-"
 
 @dataclass(frozen=True)
 class Archived:
-    key: str
+    key: str  # names this delivery in a run's progress file: the object's key, `#` and the event id for a batch's
     event_id: str
     event_type: str
     received_at: datetime
     size: int
+    object_key: str  # the S3 object that holds its bytes
 
 
 def day_prefixes(since: datetime, until: datetime) -> list[str]:
@@ -54,7 +58,7 @@ def _received_at(text: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _metadata_text(metadata: dict[str, str], name: str) -> str | None:
+def metadata_text(metadata: dict[str, str], name: str) -> str | None:
     """A text the processor stored percent-quoted, or base64 (`<name>-base64`) when quoting made it too big for S3."""
     if metadata.get(name):
         return unquote(metadata[name])
@@ -67,7 +71,7 @@ def _metadata_text(metadata: dict[str, str], name: str) -> str | None:
 
 
 def _event_id(key: str, metadata: dict[str, str]) -> str | None:
-    stored = _metadata_text(metadata, "event-id")
+    stored = metadata_text(metadata, "event-id")
     if stored:
         return stored
     token = key.rsplit("/", 1)[-1]
@@ -94,31 +98,80 @@ class Listing:
 
 
 def list_window(s3: Any, bucket: str, since: datetime, until: datetime, event_type: str | None = None) -> Listing:
-    """The archived deliveries received in [since, until), oldest first."""
+    """The archived deliveries received in [since, until), oldest first, each event id once."""
     listing = Listing()
+    found: list[Archived] = []
     # The day folders of the window, then the keys archived before there were day folders (`archive/<id>`).
     places = [{"Prefix": prefix} for prefix in day_prefixes(since, until)]
     places.append({"Prefix": ARCHIVE_PREFIX, "Delimiter": "/"})
     for place in places:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, **place):
             for item in page.get("Contents", []):
-                metadata = s3.head_object(Bucket=bucket, Key=item["Key"]).get("Metadata") or {}
-                received = _received_at(metadata.get("received-at", ""))
-                event_id = _event_id(item["Key"], metadata)
-                if received is None or event_id is None:
-                    listing.unreadable += 1
-                    continue
-                if not since <= received < until:
-                    continue
-                kind = _metadata_text(metadata, "event-type") or ""
-                if event_type and kind != event_type:
-                    continue
-                if is_replay(event_id):
-                    listing.skipped_replays += 1
-                    continue
-                listing.deliveries.append(Archived(item["Key"], event_id, kind, received, int(item.get("Size", 0))))
-    listing.deliveries.sort(key=lambda archived: (archived.received_at, archived.key))
+                batch = archive.parse_batch_key(item["Key"])
+                if batch is None:
+                    found += _single(s3, bucket, item, listing)
+                elif batch.overlaps(since, until):
+                    found += _batch(s3, bucket, item["Key"])
+    seen: set[str] = set()
+    for delivery in sorted(found, key=lambda archived: (archived.received_at, archived.key)):
+        if not since <= delivery.received_at < until or (event_type and delivery.event_type != event_type):
+            continue
+        if delivery.event_id in seen:
+            continue  # archived again by a retry: the same delivery
+        seen.add(delivery.event_id)
+        if is_replay(delivery.event_id):
+            listing.skipped_replays += 1
+            continue
+        listing.deliveries.append(delivery)
     return listing
+
+
+def _single(s3: Any, bucket: str, item: dict[str, Any], listing: Listing) -> list[Archived]:
+    """A delivery archived in an object of its own (before batch objects), read from the object's metadata."""
+    metadata = s3.head_object(Bucket=bucket, Key=item["Key"]).get("Metadata") or {}
+    received = _received_at(metadata.get("received-at", ""))
+    event_id = _event_id(item["Key"], metadata)
+    if received is None or event_id is None:
+        listing.unreadable += 1
+        return []
+    kind = metadata_text(metadata, "event-type") or ""
+    return [Archived(item["Key"], event_id, kind, received, int(item.get("Size", 0)), item["Key"])]
+
+
+def _batch(s3: Any, bucket: str, key: str) -> list[Archived]:
+    records = archive.decode(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    return [
+        Archived(
+            f"{key}#{quote(record.event_id, safe='')}",
+            record.event_id,
+            record.event_type,
+            received_moment(record.received_at),
+            len(record.body),
+            key,
+        )
+        for record in records
+    ]
+
+
+class Bodies:
+    """The bytes of listed deliveries, reading each batch object once while its deliveries come up (oldest first)."""
+
+    CACHED_OBJECTS = 16  # concurrent processor instances interleave their batches by a few objects at most
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._objects: dict[str, dict[str, bytes]] = {}
+
+    def body(self, delivery: Archived) -> bytes:
+        if delivery.key == delivery.object_key:
+            return bytes(self._s3.get_object(Bucket=self._bucket, Key=delivery.key)["Body"].read())
+        if delivery.object_key not in self._objects:
+            if len(self._objects) >= self.CACHED_OBJECTS:
+                self._objects.pop(next(iter(self._objects)))
+            data = self._s3.get_object(Bucket=self._bucket, Key=delivery.object_key)["Body"].read()
+            self._objects[delivery.object_key] = {r.event_id: r.body for r in archive.decode(data)}
+        return self._objects[delivery.object_key][delivery.event_id]
 
 
 def branch_of(body: bytes) -> str | None:

@@ -13,10 +13,11 @@ A verified delivery travels on SQS as its raw body, unchanged, with its metadata
 | `source`        | `reconciler` on an event the reconciler made from klikit's orders API; the receiver never sets it |
 
 A poison delivery that the processor quarantines keeps its body and attributes and gains `quarantine_reason`
-and `quarantine_detail`. The archive holds each delivery's raw bytes at `archive_key(event_id, received_at)`:
-`archive/<YYYY-MM-DD of received_at, UTC>/<token>`, where the token is the event id percent-quoted when that is at
-most 512 bytes, else `sha256-<hex of the UTF-8 id>`, so every key stays under S3's 1,024-byte limit (klikit's ids
-are unsigned headers of up to 256 characters, up to 3,072 bytes quoted). Claim checks use the same token.
+and `quarantine_detail`. Claim checks sit at `claim-checks/<token>/<body sha256>`, where the token is the event id
+percent-quoted when that is at most 512 bytes, else `sha256-<hex of the UTF-8 id>`, so every key stays under S3's
+1,024-byte limit (klikit's ids are unsigned headers of up to 256 characters, up to 3,072 bytes quoted). The raw
+archive is written per processor batch (klikit.archive); before that, one object per delivery at
+`archive/<YYYY-MM-DD of received_at, UTC>/<token>` (`archive_key`), still read until it expires.
 
 `read_body` is the one function that gives the processor back the exact bytes klikit signed, in either form.
 """
@@ -98,11 +99,16 @@ def key_token(event_id: str) -> str:
     return HASHED_TOKEN_PREFIX + hashlib.sha256(event_id.encode("utf-8")).hexdigest()
 
 
-def received_day(received_at: str) -> date:
-    """The UTC day of the receiver's `received_at` (ISO-8601): the archive's folder for the delivery."""
+def received_moment(received_at: str) -> datetime:
+    """The receiver's `received_at` (ISO-8601) as an aware UTC datetime."""
     text = received_at[:-1] + "+00:00" if received_at.endswith("Z") else received_at
     moment = datetime.fromisoformat(text)
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).date()
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def received_day(received_at: str) -> date:
+    """The UTC day of the receiver's `received_at` (ISO-8601): the archive's folder for the delivery."""
+    return received_moment(received_at).date()
 
 
 def claim_check_key(delivery: Delivery) -> str:
@@ -110,7 +116,9 @@ def claim_check_key(delivery: Delivery) -> str:
 
 
 def archive_key(event_id: str, day: date) -> str:
-    """Where the raw bytes of the delivery `event_id`, received on `day` (UTC), are archived."""
+    """Where the processor archived the delivery `event_id`, received on `day` (UTC), one object per delivery.
+
+    The layout before batch objects (klikit.archive): still read, until the bucket's lifecycle expires it."""
     return f"{ARCHIVE_PREFIX}{day.isoformat()}/{key_token(event_id)}"
 
 

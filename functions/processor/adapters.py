@@ -12,7 +12,6 @@ import re
 from collections.abc import Mapping
 from decimal import DecimalException
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -26,11 +25,8 @@ from klikit.delivery import (
     QUARANTINE_DETAIL,
     QUARANTINE_REASON,
     UTF8,
-    QueuedDelivery,
-    archive_key,
     attribute_value,
     key_token,
-    received_day,
     send_attributes,
     sqs_message_size,
 )
@@ -48,7 +44,6 @@ if TYPE_CHECKING:  # boto3-stubs' client types, for mypy only
     from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
 
 MAX_QUARANTINE_DETAIL = 240
-S3_MAX_METADATA_BYTES = 2048
 SQS_MAX_ATTRIBUTES = 10
 FANOUT_SOURCE = "klikit.webhooks"
 
@@ -72,38 +67,16 @@ class PayloadBucket:
                 raise PoisonDelivery("claim_check_missing", "the claim-checked body is not in S3") from None
             raise
 
-    def archive(self, queued: QueuedDelivery, body: bytes) -> None:
-        """The raw bytes at `archive_key(event id, day received)`; writing the same delivery again changes nothing."""
-        metadata = {
-            "event-id": quote(queued.event_id, safe=""),  # S3 metadata must be ASCII
-            "event-type": quote(queued.event_type, safe=""),
-            "received-at": queued.received_at,
-            "body-sha256": queued.body_sha256,
-        }
-        # S3 allows 2 KB of user metadata; an id of 256 non-ASCII characters is up to 3 KB percent-quoted
-        for name, value in (("event-type", queued.event_type), ("event-id", queued.event_id)):
-            if _metadata_bytes(metadata) > S3_MAX_METADATA_BYTES:
-                metadata.pop(name)
-                metadata[f"{name}-base64"] = base64.urlsafe_b64encode(value.encode("utf-8")).decode("ascii")
-        if _metadata_bytes(metadata) > S3_MAX_METADATA_BYTES:
-            metadata.pop("event-type-base64")  # both at their longest: the id, which finds the delivery, stays
+    def put_archive(self, key: str, data: bytes) -> None:
+        """One archive object (klikit.archive); the same batch written again (a retry) changes nothing."""
         try:
             self._s3.put_object(
-                Bucket=self._bucket,
-                Key=archive_key(queued.event_id, received_day(queued.received_at)),
-                Body=body,
-                ContentType="application/json",
-                Metadata=metadata,
-                IfNoneMatch="*",
+                Bucket=self._bucket, Key=key, Body=data, ContentType="application/gzip", IfNoneMatch="*"
             )
         except ClientError as exc:
             # Already archived by an earlier attempt (or a concurrent one): the first copy stays.
             if _error_code(exc) not in {"PreconditionFailed", "ConditionalRequestConflict", "412"}:
                 raise
-
-
-def _metadata_bytes(metadata: Mapping[str, str]) -> int:
-    return sum(len(name.encode()) + len(value.encode()) for name, value in metadata.items())
 
 
 class Quarantine:

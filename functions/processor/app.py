@@ -8,9 +8,10 @@
    projection took the event as news for that order, unless registered with `include_stale=True`. A handler that
    fails makes the record fail (SQS redelivers it) after the other handlers ran; on the retry, the handlers that
    succeeded are skipped. A body already processed under another event id is counted (`ReplayedUnderNewId`).
-4. Archive the bytes under `archive/<day>/<event id>` (replay by event id) after the effects, so an S3 outage does
-   not hold up the POS: a failed archive write fails the record, which SQS retries (effects are not repeated) and
-   finally moves to the DLQ, which alarms. Nothing signed leaves the pipeline unarchived without an alarm.
+4. Archive the bytes after the effects, so an S3 outage does not hold up the POS: the batch's deliveries go in one
+   object per received minute at the end of the batch (processor.archive, klikit.archive). A failed archive write
+   fails the records of that object, which SQS retries (effects are not repeated) and finally moves to the DLQ,
+   which alarms. Nothing signed leaves the pipeline unarchived without an alarm.
 
 Poison (not ours, not JSON, invalid envelope, hash mismatch, claim check gone) goes to the DLQ with its reason
 and the record counts as handled: no retry can fix it. An unusable order is quarantined that way after the other
@@ -41,6 +42,7 @@ from klikit.errors import PoisonDelivery
 from klikit.events import KNOWN_EVENT_TYPES, ORDER_CART_UPDATED, ORDER_CREATED, ORDER_STATUS_UPDATED
 from klikit.formats import iso_z
 from klikit.headers import MAX_EVENT_TYPE_LENGTH
+from processor.archive import BatchArchive, Unarchived, failed_message_ids, with_failures
 from processor.failures import safe_message
 from processor.idempotency import catch_all_effect_key, digest, effect_key
 from processor.metrics import BatchMetrics
@@ -87,6 +89,7 @@ class ProcessorApp:
         self._registry = registry
         self._span = span
         self._metrics = BatchMetrics()
+        self._archive = BatchArchive()
         self._idempotency = IdempotencyConfig(
             event_key_jmespath="effect_key",
             raise_on_no_idempotency_key=True,
@@ -108,8 +111,13 @@ class ProcessorApp:
     def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         self._idempotency.register_lambda_context(context)
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        self._archive = BatchArchive()  # this batch's deliveries only, whatever became of the last invocation
         try:
-            return dict(process_partial_response(event, self.process_record, processor, context))
+            response = dict(process_partial_response(event, self.process_record, processor, context))
+            already = set(failed_message_ids(response))
+            unarchived: list[str] = []
+            self._archive.write(self._payloads, lambda failed: unarchived.extend(self._archive_failed(failed, already)))
+            return with_failures(response, unarchived)
         finally:
             self._metrics.flush()
 
@@ -144,7 +152,7 @@ class ProcessorApp:
                 self._dispatch(raw, resolved)
             except Exception as exc:  # noqa: BLE001 - archived first, then re-raised: the record fails either way
                 failed = exc
-            self._archive(resolved)
+            self._archive.add(str(raw.get("messageId") or ""), queued, resolved.body)  # written after the batch
             if failed is not None:
                 raise failed
 
@@ -154,13 +162,15 @@ class ProcessorApp:
         body = read_body(queued, self._payloads.get_object)
         return Resolved(queued, body, received_at)
 
-    def _archive(self, resolved: Resolved) -> None:
-        try:
-            self._payloads.archive(resolved.queued, resolved.body)
-        except Exception as exc:
-            self._metrics.count(names.ARCHIVE_FAILED, resolved.queued.event_type)
-            _step_failed("archive", "the raw delivery could not be archived; the record is retried", exc)
-            raise
+    def _archive_failed(self, failed: Unarchived, already: set[str]) -> list[str]:
+        """Count and log records whose archive object was not written; their message ids, to fail them."""
+        for message_id, event_type in zip(failed.message_ids, failed.event_types, strict=True):
+            self._metrics.count(names.ARCHIVE_FAILED, event_type)
+            if message_id not in already:  # the alarms' series counts every failed record once
+                self._metrics.count(names.PROCESSING_FAILED, event_type)
+        with logger.append_context_keys(event_ids=failed.event_ids[:10]):
+            _step_failed("archive", "the raw delivery could not be archived; the record is retried", failed.error)
+        return failed.message_ids
 
     def _send_to_dlq(self, raw: Mapping[str, Any], poison: PoisonDelivery) -> None:
         event_type = message_attribute(raw, EVENT_TYPE) or ""

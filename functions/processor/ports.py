@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from klikit.delivery import QueuedDelivery
 from processor.projection import OrdersTable
 
 __all__ = ["DeadLetters", "OrdersTable", "Payloads", "Publisher"]
@@ -17,7 +16,8 @@ class Payloads(Protocol):
 
     def get_object(self, bucket: str, key: str) -> bytes: ...
 
-    def archive(self, queued: QueuedDelivery, body: bytes) -> None: ...
+    def put_archive(self, key: str, data: bytes) -> None:
+        """Write one archive object (processor.archive names it and makes its bytes); a repeat changes nothing."""
 
 
 class DeadLetters(Protocol):

@@ -42,7 +42,7 @@ def tiny_mix() -> list[Sent]:
     ]
 
 
-def test_every_billed_request_and_unit_of_a_tiny_mix_is_counted(pipeline: Pipeline) -> None:
+def test_every_billed_request_and_unit_of_a_tiny_mix_is_counted(pipeline: Pipeline, aws: LocalResources) -> None:
     mix = tiny_mix()
     for delivery in mix:
         pipeline.deliver(delivery)
@@ -63,11 +63,8 @@ def test_every_billed_request_and_unit_of_a_tiny_mix_is_counted(pipeline: Pipeli
             "sqs.DeleteMessageBatch": {"requests": 3, "billed": 3},
         },
         "processor": {
-            # the archive: each accepted delivery's raw bytes
-            "s3.PutObject": {
-                "requests": 3,
-                "bytes": sum(len(d.body) for d in mix if d.kind in ("created", "status", "cart")),
-            },
+            # the archive: one gzip'd object per batch (batches of one here), each accepted delivery's raw bytes
+            "s3.PutObject": {"requests": 3, "bytes": stored_bytes(pipeline.aws, aws.env())["s3.archive"]},
             # the one effect record: the example kitchen ticket for the new order (the projection needs none)
             "dynamodb.PutItem": {"requests": 1, "wru": 1},
             # its completion (1 WRU) and 3 writes of the ~1.1 KB order item, its cart compressed (2 WRU each)
@@ -131,3 +128,19 @@ def test_the_price_of_a_tiny_mix_follows_the_price_table(aws: LocalResources, pi
         "idle.kms": 0.0,
         "metrics": 8 * 0.30,
     }
+
+
+def test_a_batch_of_deliveries_is_archived_with_one_put_of_their_compressed_bytes(aws: LocalResources) -> None:
+    receiver_handler.app.cache_clear()
+    processor_handler.app.cache_clear()
+    mix = [delivery for delivery in tiny_mix() if delivery.kind in ("created", "status", "cart")]
+    with Pipeline(receiver_handler.lambda_handler, processor_handler.lambda_handler, aws.queue_url, 10) as pipeline:
+        for delivery in mix:
+            pipeline.deliver(delivery)
+        pipeline.drain()
+    receiver_handler.app.cache_clear()
+    processor_handler.app.cache_clear()
+
+    [put] = [calls for function, calls in pipeline.aws.usage.as_dict().items() if function == "processor"]
+    assert put["s3.PutObject"]["requests"] == 1  # was one per delivery
+    assert put["s3.PutObject"]["bytes"] < sum(len(delivery.body) for delivery in mix) / 3

@@ -4,6 +4,7 @@ batch bookkeeping, and the DLQ list/redrive on in-process moto."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import boto3
 import pytest
 
 from klikit import delivery
+from klikit.archive import ArchiveRecord, batch_key, encode, id_hash
 from klikit.events import ORDER_CART_UPDATED, ORDER_CREATED, ORDER_STATUS_UPDATED
 from klikit.signature import matches_any, sign
 from tests.conftest import SECRET
@@ -396,39 +398,67 @@ def test_since_reads_durations_and_times() -> None:
 # --- replay: finding an archived delivery by event id (in-process moto) -------------------------------------
 
 
-def _archive(aws: LocalResources, event_id: str, day: date, body: bytes) -> str:
-    key = delivery.archive_key(event_id, day)
-    boto3.client("s3", region_name=LOCAL_REGION).put_object(Bucket=aws.bucket, Key=key, Body=body)
+def _archive(aws: LocalResources, event_id: str, day: date, body: bytes, *others: str) -> str:
+    """Archive `event_id` as the processor does: in a batch object of its received minute, with `others`."""
+    received = f"{day.isoformat()}T09:30:12.500Z"
+    records = [
+        ArchiveRecord(name, "klikit.order.created.v2", received, hashlib.sha256(data).hexdigest(), "klikit", data)
+        for name, data in [(event_id, body), *[(other, b"{}") for other in others]]
+    ]
+    key = batch_key(records)
+    boto3.client("s3", region_name=LOCAL_REGION).put_object(Bucket=aws.bucket, Key=key, Body=encode(records))
     return key
 
 
 @pytest.mark.parametrize("event_id", ["evt-replay-1", "evt/with spaces ü", "订单事件" * 64])
-def test_replay_finds_an_archived_delivery_by_event_id_on_any_day_the_archive_keeps(
+def test_replay_finds_an_archived_delivery_by_event_id_in_its_batch_on_any_day_the_archive_keeps(
     aws: LocalResources, event_id: str
 ) -> None:
     today = date(2026, 6, 25)
-    key = _archive(aws, event_id, today - timedelta(days=12), BODY)
+    key = _archive(aws, event_id, today - timedelta(days=12), BODY, "evt-batched-with-it", "evt-also")
     _archive(aws, "evt-other", today, b"not this one")
     s3 = boto3.client("s3", region_name=LOCAL_REGION)
 
     found = archive.find_archived(s3, aws.bucket, event_id, today, today - timedelta(days=30))
 
-    assert found is not None and (found.key, found.body) == (key, BODY)
+    assert found is not None
+    assert (found.key, found.body, found.event_type) == (key, BODY, "klikit.order.created.v2")
+    assert found.received_at == "2026-06-13T09:30:12.500Z"
     assert archive.find_archived(s3, aws.bucket, event_id, today, today - timedelta(days=11)) is None  # --since
 
 
-def test_replay_looks_newest_day_first_and_still_finds_the_layout_before_days(aws: LocalResources) -> None:
+def test_replay_reads_only_objects_whose_names_carry_the_id_and_checks_the_id_inside(aws: LocalResources) -> None:
     today = date(2026, 6, 25)
-    keys = archive.candidate_keys("evt-1", today, today - timedelta(days=2))
-    boto3.client("s3", region_name=LOCAL_REGION).put_object(Bucket=aws.bucket, Key="archive/evt-1", Body=BODY)
+    s3 = boto3.client("s3", region_name=LOCAL_REGION)
+    key = _archive(aws, "evt-someone-else", today, b"{}")
+    # an object whose name carries evt-1's short hash, as a hash collision would: it does not hold evt-1
+    colliding = key.replace(id_hash("evt-someone-else"), id_hash("evt-1"))
+    s3.copy_object(Bucket=aws.bucket, Key=colliding, CopySource={"Bucket": aws.bucket, "Key": key})
 
-    found = archive.find_archived(boto3.client("s3", region_name=LOCAL_REGION), aws.bucket, "evt-1", today, today)
+    assert archive.find_archived(s3, aws.bucket, "evt-1", today, today) is None
 
-    assert keys == [
-        "archive/2026-06-26/evt-1",  # a clock a little ahead of the operator's
-        "archive/2026-06-25/evt-1",
-        "archive/2026-06-24/evt-1",
-        "archive/2026-06-23/evt-1",
-        "archive/evt-1",
+
+def test_replay_still_finds_deliveries_archived_one_per_object_before_batches(aws: LocalResources) -> None:
+    today = date(2026, 6, 25)
+    s3 = boto3.client("s3", region_name=LOCAL_REGION)
+    s3.put_object(
+        Bucket=aws.bucket,
+        Key="archive/2026-06-24/evt-day",
+        Body=BODY,
+        Metadata={"event-type": "klikit.order.status.updated", "received-at": "2026-06-24T10:00:00Z"},
+    )
+    s3.put_object(Bucket=aws.bucket, Key="archive/evt-flat", Body=BODY)
+
+    by_day = archive.find_archived(s3, aws.bucket, "evt-day", today, today - timedelta(days=30))
+    flat = archive.find_archived(s3, aws.bucket, "evt-flat", today, today)
+
+    assert by_day == archive.Archived(
+        "archive/2026-06-24/evt-day", BODY, "klikit.order.status.updated", "2026-06-24T10:00:00Z"
+    )
+    assert flat is not None and flat.key == "archive/evt-flat"
+    assert archive.days_newest_first(today, today - timedelta(days=2)) == [
+        date(2026, 6, 26),  # a clock a little ahead of the operator's
+        date(2026, 6, 25),
+        date(2026, 6, 24),
+        date(2026, 6, 23),
     ]
-    assert found is not None and found.key == "archive/evt-1"

@@ -17,6 +17,7 @@ import boto3
 import pytest
 
 from infra import spec
+from klikit.archive import ArchiveRecord, batch_key, encode, group_by_minute
 from klikit.signature import matches_any
 from tests.conftest import SECRET
 from tests.local.test_deployed_target import _deploy_outputs, run
@@ -69,12 +70,41 @@ def front_door(
         server.server_close()
 
 
+def _body(branch: int) -> bytes:
+    return json.dumps({"brand_id": 663, "branch_id": branch, "orders": [{"id": 7821}]}).encode()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def archive(
     resources: LocalResources, event_id: str, received_at: datetime, event_type: str, branch: int = 1062
 ) -> bytes:
-    """A delivery as the processor archives it: archive/<UTC day of received_at>/<quoted id>, metadata alongside."""
-    body = json.dumps({"brand_id": 663, "branch_id": branch, "orders": [{"id": 7821}]}).encode()
-    received = received_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """A delivery as the processor archives it now: in a batch object of its received minute (klikit.archive)."""
+    body = _body(branch)
+    archive_batch(resources, [(event_id, received_at, event_type, body)])
+    return body
+
+
+def archive_batch(resources: LocalResources, deliveries: list[tuple[str, datetime, str, bytes]]) -> list[str]:
+    """Several deliveries archived by one processor batch: one object per received minute."""
+    records = [
+        ArchiveRecord(event_id, event_type, _iso(received), hashlib.sha256(body).hexdigest(), "klikit", body)
+        for event_id, received, event_type, body in deliveries
+    ]
+    keys = []
+    for group in group_by_minute(records):
+        keys.append(batch_key(group))
+        boto3.client("s3", region_name=LOCAL_REGION).put_object(
+            Bucket=resources.bucket, Key=keys[-1], Body=encode(group)
+        )
+    return keys
+
+
+def archive_single(resources: LocalResources, event_id: str, received_at: datetime, event_type: str) -> bytes:
+    """A delivery as the processor archived it before batch objects: archive/<day>/<quoted id>, metadata alongside."""
+    body = _body(1062)
     boto3.client("s3", region_name=LOCAL_REGION).put_object(
         Bucket=resources.bucket,
         Key=f"archive/{received_at.date().isoformat()}/{quote(event_id, safe='')}",
@@ -82,7 +112,7 @@ def archive(
         Metadata={
             "event-id": quote(event_id, safe=""),
             "event-type": quote(event_type, safe=""),
-            "received-at": received,
+            "received-at": _iso(received_at),
             "body-sha256": hashlib.sha256(body).hexdigest(),
         },
     )
@@ -104,9 +134,9 @@ def sent_ids() -> list[str]:
 
 @pytest.fixture
 def outage(aws: LocalResources) -> LocalResources:
-    """Four deliveries across midnight (UTC days) and one outside the window."""
+    """Four deliveries across midnight (UTC days) and one outside the window; one from before batch objects."""
     archive(aws, "evt-before", NOW - timedelta(hours=30), "klikit.order.created.v2")
-    archive(aws, "evt-1", NOW - timedelta(hours=26), "klikit.order.created.v2")
+    archive_single(aws, "evt-1", NOW - timedelta(hours=26), "klikit.order.created.v2")
     archive(aws, "evt-2", NOW - timedelta(hours=3), "klikit.order.status.updated", branch=7)
     archive(aws, "evt 3/ü", NOW - timedelta(hours=2), "klikit.order.created.v2")
     archive(aws, f"evt-1{replay.REPLAY_MARK}0a1b2c3d", NOW - timedelta(hours=2), "klikit.order.created.v2")
@@ -145,6 +175,35 @@ def test_type_and_branch_narrow_the_window(front_door: str, outage: LocalResourc
     by_branch = run("replay", *window(27, 1), "--branch", "7")
     assert sent_ids() == ["evt-2"]
     assert by_branch[1].splitlines()[-1] == "replayed 3: 1 sent, 0 duplicate, 0 failed, 2 of other branches skipped"
+
+
+def test_a_window_reads_the_deliveries_of_a_batch_object_inside_it_and_each_event_id_once(
+    front_door: str, aws: LocalResources
+) -> None:
+    minute = (NOW - timedelta(hours=1)).replace(second=0)
+    created, status = "klikit.order.created.v2", "klikit.order.status.updated"
+    archive_batch(
+        aws,
+        [
+            ("evt-a", minute + timedelta(seconds=5), created, _body(1)),
+            ("evt-b", minute + timedelta(seconds=20), status, _body(2)),
+            ("evt-late", minute + timedelta(seconds=50), status, _body(3)),  # after --until
+        ],
+    )
+    archive_batch(aws, [("evt-b", minute + timedelta(seconds=20), status, _body(2))])  # retried alone: again
+
+    code, out, err = run(
+        "replay",
+        "--since",
+        (minute - timedelta(minutes=5)).isoformat(),
+        "--until",
+        (minute + timedelta(seconds=30)).isoformat(),
+    )
+
+    assert code == 0, err
+    assert sent_ids() == ["evt-a", "evt-b"]
+    assert [body for _, body in _Receiver.seen] == [_body(1), _body(2)]
+    assert out.splitlines()[-1] == "replayed 2: 2 sent, 0 duplicate, 0 failed"
 
 
 def test_ids_too_long_for_a_key_are_read_from_the_metadata(front_door: str, aws: LocalResources) -> None:

@@ -38,7 +38,7 @@ KILL_POINTS = {
     "kill-during-enqueue": ("receiver", "needs-retry.sqs.SendMessage"),
     # receiver: queued and the record marked done, no reply sent
     "kill-after-enqueue": ("receiver", "after-call.dynamodb.UpdateItem"),
-    # processor: the batch's earlier records are done, this one's archive write (its first step) has not started
+    # processor: the batch's effects are done, its archive write (once per batch, at the end) has not started
     "kill-mid-batch": ("processor", "before-parameter-build.s3.PutObject"),
 }
 
@@ -69,6 +69,8 @@ def _kill_once(event_id: str) -> None:
 
 
 def _hook(point: str) -> Any:
+    from klikit.archive import id_hash
+
     def at_point(**kwargs: Any) -> None:
         params = kwargs.get("params") or {}
         for event_id in sorted(_current):
@@ -76,8 +78,8 @@ def _hook(point: str) -> Any:
                 event_id.startswith(prefix) and KILL_POINTS[prefix] == (_function[0], point) for prefix in KILL_POINTS
             ):
                 continue
-            if point.endswith("s3.PutObject") and event_id not in str(params.get("Key", "")):
-                continue  # another record of the batch
+            if point.endswith("s3.PutObject") and id_hash(event_id) not in str(params.get("Key", "")):
+                continue  # an archive object without this record (klikit.archive: its name carries the id's hash)
             _kill_once(event_id)
 
     return at_point

@@ -475,14 +475,15 @@ def test_a_crash_mid_batch_redelivers_the_batch_and_every_effect_still_happens_o
     types = ["klikit.order.status.updated", "klikit.order.cart.updated", "klikit.order.created.v2"]
     for n, (body, event_type) in enumerate(zip(bodies, types, strict=True)):
         assert pipeline.send(klikit_event(body, event_id=f"evt-batch-{n}", event_type=event_type))[0] == 200
-    archived: list[str] = []
+    projected: list[str] = []
 
-    def second_archive(params: dict[str, Any]) -> bool:
-        if str(params.get("Key", "")).startswith("archive/"):
-            archived.append(params["Key"])
-        return len(archived) == 2
+    def second_order_write(params: dict[str, Any]) -> bool:
+        if params.get("TableName") == aws.orders_table:
+            projected.append(str(params.get("Key")))
+        return len(projected) == 2
 
-    faults.crash_after("s3.PutObject", when=second_archive)
+    # mid-batch: the first record done, the second's projection written, the third not started, nothing archived
+    faults.crash_after("dynamodb.UpdateItem", when=second_order_write)
 
     first = pipeline.process_once()
     assert first is not None and first.crashed and first.records == 3

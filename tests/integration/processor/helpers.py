@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra import lambda_shapes
-from klikit.delivery import Delivery, sqs_message
+from klikit.archive import ArchiveRecord, decode
+from klikit.delivery import ARCHIVE_PREFIX, Delivery, sqs_message
 from processor.cart_storage import readable
 from tests.conftest import load_fixture
 from tools.local.resources import LocalResources
@@ -91,3 +92,24 @@ def log_records(stdout: str) -> list[dict[str, Any]]:
         if line.startswith("{") and '"_aws"' not in line:
             records.append(json.loads(line))
     return records
+
+
+def archive_objects(aws: LocalResources) -> dict[str, list[ArchiveRecord]]:
+    """Every archive object in the bucket: its key -> the deliveries it holds."""
+    import boto3
+
+    s3 = boto3.client("s3")
+    objects = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=aws.bucket, Prefix=ARCHIVE_PREFIX):
+        for item in page.get("Contents", []):
+            objects[item["Key"]] = decode(s3.get_object(Bucket=aws.bucket, Key=item["Key"])["Body"].read())
+    return objects
+
+
+def archived(aws: LocalResources) -> dict[str, ArchiveRecord]:
+    """The archived deliveries by event id (the first copy where a retry archived one twice)."""
+    found: dict[str, ArchiveRecord] = {}
+    for records in archive_objects(aws).values():
+        for record in records:
+            found.setdefault(record.event_id, record)
+    return found

@@ -13,9 +13,7 @@ from infra import lambda_shapes
 from klikit.delivery import (
     QUARANTINE_DETAIL,
     QUARANTINE_REASON,
-    archive_key,
     claim_check_key,
-    received_day,
     sqs_message,
     sqs_message_size,
 )
@@ -25,6 +23,7 @@ from processor.registry import Registry
 from tests.conftest import FIXTURES
 from tests.integration.processor.conftest import Output
 from tests.integration.processor.helpers import (
+    archived,
     delivery,
     dlq_messages,
     failed_ids,
@@ -38,10 +37,8 @@ Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 UNKNOWN_TYPE = "klikit.order.refunded"
 
 
-def _archived(aws: LocalResources, event_id: str, received_at: str = "2026-06-25T09:30:00Z") -> bool:
-    key = archive_key(event_id, received_day(received_at))
-    listing = boto3.client("s3").list_objects_v2(Bucket=aws.bucket, Prefix=key)
-    return listing.get("KeyCount", 0) > 0
+def _archived(aws: LocalResources, event_id: str) -> bool:
+    return event_id in archived(aws)
 
 
 def _tampered(record: dict[str, Any]) -> dict[str, Any]:
