@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 METRICS_NAMESPACE = "KlikitWebhooks"
 RECEIVER_SERVICE = "klikit-receiver"
 PROCESSOR_SERVICE = "klikit-processor"
-# Lambda context keys Powertools puts on every line that the log group and the REPORT line already say: ~230 bytes a
-# line, a third of what the receiver logs per delivery (docs/performance.md, cost). The request id and cold_start stay.
-REDUNDANT_LOG_KEYS = ["function_name", "function_arn", "function_memory_size"]
+# Keys Powertools puts on every line that no tool reads and something else already says: the log group names the
+# function, the REPORT line its memory, a traceback its code location, and an unsampled invocation's X-Ray trace id
+# points at no trace. ~320 bytes a line (docs/performance.md, cost). The request id and cold_start stay.
+REDUNDANT_LOG_KEYS = ["function_name", "function_arn", "function_memory_size", "location"]
+TRACE_HEADER = "_X_AMZN_TRACE_ID"  # set by Lambda on every invocation: `Root=...;Parent=...;Sampled=0|1`
 RECONCILER_SERVICE = "klikit-reconciler"  # its metrics and logs; the stack alarms on them
 
 # receiver metrics (dimension: service)
@@ -57,3 +62,16 @@ PARTNER_API_PAGES = "PartnerApiPages"
 PARTNER_API_RETRIES = "PartnerApiRetries"
 RECONCILE_AUTH_FAILURES = "ReconcileAuthFailures"  # klikit refused the partner credentials
 RECONCILE_FAILURES = "ReconcileFailures"  # a run stopped before the end of its window (klikit down, AWS failing)
+
+
+def sampled_trace_id(header: str | None) -> str | None:
+    """The X-Ray trace id of an invocation X-Ray keeps a trace of (`Sampled=1`), else None: nothing to look up."""
+    parts = dict(part.split("=", 1) for part in (header or "").split(";") if "=" in part)
+    return parts.get("Root") if parts.get("Sampled") == "1" else None
+
+
+def lean_log_keys(logger: Any) -> None:
+    """For each invocation, after Powertools reset its keys: leave out REDUNDANT_LOG_KEYS, keep a sampled trace id."""
+    logger.remove_keys(REDUNDANT_LOG_KEYS)
+    if not sampled_trace_id(os.environ.get(TRACE_HEADER)):  # Lambda's per-invocation header, not configuration
+        logger.append_keys(xray_trace_id=None)  # Powertools' switch for leaving the trace id out

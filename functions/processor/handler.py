@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import processor.integrations  # noqa: F401  registers the user's handlers
-from klikit.observability import REDUNDANT_LOG_KEYS
+from klikit.observability import lean_log_keys
 from processor.app import ProcessorApp, logger
 from processor.wiring import build_app
 
@@ -21,5 +21,5 @@ def app() -> ProcessorApp:
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    logger.remove_keys(REDUNDANT_LOG_KEYS)
+    lean_log_keys(logger)
     return app().handle(event, context)

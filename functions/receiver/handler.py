@@ -43,10 +43,15 @@ def _replay_mark(headers: dict[str, list[str]]) -> dict[str, Any]:
     return {"replayed": True} if REPLAY in headers else {}
 
 
+def _offloaded(offloaded_to_s3: bool) -> dict[str, Any]:
+    """`offloaded_to_s3: true` on a claim-checked delivery's line only (`klikit events` reads its absence as false)."""
+    return {"offloaded_to_s3": True} if offloaded_to_s3 else {}
+
+
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    logger.remove_keys(names.REDUNDANT_LOG_KEYS)
+    names.lean_log_keys(logger)
     metrics.add_metric(name=names.RECEIVED, unit=MetricUnit.Count, value=1)
     headers: dict[str, list[str]] = {}
     try:
@@ -83,8 +88,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             outcome=reply.outcome,
             event_type=receipt.event_type,
             body_bytes=receipt.body_bytes,
-            message_id=admission.message_id,
-            offloaded_to_s3=admission.offloaded_to_s3,
+            **_offloaded(admission.offloaded_to_s3),
             **_replay_mark(headers),
         )
     metrics.add_metric(name=reply.metric, unit=MetricUnit.Count, value=1)

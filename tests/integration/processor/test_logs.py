@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from klikit.events import ORDER_CART_UPDATED, ORDER_CREATED, ORDER_STATUS_UPDATED
 from processor.models import OrderEvent
 from processor.registry import Registry
@@ -38,3 +40,17 @@ def test_no_log_line_or_metric_carries_customer_personal_data(
     order_logs = [log for log in logs if "order_id" in log]
     assert order_logs and all(log.get("event_id", "").startswith("evt-") for log in order_logs)
     assert {log["order_id"] for log in output.logs("handler failed")} == {"7821"}
+
+
+@pytest.mark.parametrize(("sampled", "logged_trace"), [("0", None), ("1", "1-5759e988-bd862e3fe1be46a994272793")])
+def test_the_processed_line_leaves_out_the_code_location_and_an_unsampled_trace_id(
+    processor: Invoke, output: Output, monkeypatch: pytest.MonkeyPatch, sampled: str, logged_trace: str | None
+) -> None:
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root=1-5759e988-bd862e3fe1be46a994272793;Sampled={sampled}")
+
+    processor(sqs_event(sqs_record(delivery("order_cart_updated.json", ORDER_CART_UPDATED, event_id="evt-lean"))))
+
+    [processed] = output.logs("delivery processed")
+    assert (processed["event_id"], processed.get("xray_trace_id")) == ("evt-lean", logged_trace)
+    assert "message_id" in processed and "function_request_id" in processed  # `klikit events` joins on them
+    assert not {"location", "function_name", "function_arn", "function_memory_size"} & set(processed)

@@ -368,14 +368,31 @@ def test_repeat_with_a_different_body_is_a_duplicate_and_is_flagged_in_logs(
     assert warning["correlation_id"] == "evt-reused"
 
 
-def test_log_lines_leave_out_what_the_log_group_already_says(receive: Receive, structured_logs: StructuredLogs) -> None:
+def test_log_lines_leave_out_what_the_log_group_already_says(
+    receive: Receive, structured_logs: StructuredLogs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0")
+
     receive(api_event(CREATED, event_id="evt-lean"))
 
     [accepted] = [r for r in structured_logs.records() if r["message"] == "delivery accepted"]
     assert accepted["correlation_id"] == "evt-lean" and accepted["outcome"] == "received"
-    assert "function_request_id" in accepted and "cold_start" in accepted
-    # the log group names the function and the REPORT line its memory: ~230 bytes a line not paid for again
-    assert not {"function_name", "function_arn", "function_memory_size"} & set(accepted)
+    assert "function_request_id" in accepted and "cold_start" in accepted and accepted["body_bytes"] > 0
+    # the log group names the function and the REPORT line its memory, a traceback says where: not paid for again;
+    # the SQS message id is the processor's to log, and `offloaded_to_s3` appears only when true
+    assert not {"function_name", "function_arn", "function_memory_size", "location"} & set(accepted)
+    assert not {"message_id", "offloaded_to_s3", "xray_trace_id"} & set(accepted)
+
+
+def test_a_sampled_invocation_keeps_its_xray_trace_id_on_the_log_line(
+    receive: Receive, structured_logs: StructuredLogs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1")
+
+    receive(api_event(CREATED, event_id="evt-traced"))
+
+    [accepted] = [r for r in structured_logs.records() if r["message"] == "delivery accepted"]
+    assert accepted["xray_trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"  # `klikit events` links the trace
 
 
 def test_concurrent_repeat_while_the_first_is_in_flight_gets_409(
