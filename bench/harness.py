@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra import lambda_shapes
+from infra import REPO_ROOT, lambda_shapes
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 REGION = lambda_shapes.REGION
 
 

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra import spec
+from infra import REPO_ROOT, spec
 from klikit.settings import KLIKIT_PROD_API_URL
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 CDK_JSON = REPO_ROOT / "cdk.json"
 REQUIREMENTS_TXT = REPO_ROOT / "requirements.txt"
 

@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from klikit.formats import iso_z
+from tools import REPO_ROOT
 
 API_PREFIX = "/v1/partner"
 MAX_WINDOW = timedelta(days=90)
@@ -378,7 +379,7 @@ class FakeKlikitProcess:
         """Start it and return its base URL; RuntimeError when it does not come up."""
         self._process = subprocess.Popen(
             self._command,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=REPO_ROOT,
             stdin=subprocess.PIPE,  # the child exits when this pipe closes, however the stack dies (kill -9 too)
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

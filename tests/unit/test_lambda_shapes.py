@@ -6,17 +6,14 @@ import base64
 import json
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from infra import lambda_shapes
+from infra import REPO_ROOT, lambda_shapes
 from klikit import settings
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_importing_it_loads_neither_boto3_nor_cdk_nor_the_functions_code() -> None:
@@ -25,7 +22,7 @@ def test_importing_it_loads_neither_boto3_nor_cdk_nor_the_functions_code() -> No
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'aws_cdk', 'klikit')))"
     )
     loaded = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     ).stdout.strip()
 
     assert loaded == "[]"
