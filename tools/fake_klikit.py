@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from klikit.formats import iso_z
 from tools import REPO_ROOT
+from tools.local.children import stop_child
 
 API_PREFIX = "/v1/partner"
 MAX_WINDOW = timedelta(days=90)
@@ -395,16 +396,7 @@ class FakeKlikitProcess:
         return self.url
 
     def stop(self) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        if self._process.stdin is not None:
-            self._process.stdin.close()
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_child(self._process)
 
 
 def _control(url: str, path: str, body: bytes, timeout: float) -> Any:

@@ -24,6 +24,7 @@ from typing import Any
 
 from klikit.formats import iso_z
 from tools import REPO_ROOT
+from tools.local.children import stop_child
 from tools.local.runtime import FunctionLog, Invocation, Outcome
 
 INSTANCE_MODULE = "tools.local.instance"
@@ -139,11 +140,7 @@ class Instance:
     def stop(self, grace: float) -> None:
         """Close its end of the socket (the instance exits when idle), then kill what is left after `grace`."""
         self._connection.close()
-        try:
-            self._process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_child(self._process, grace, terminate=False)
 
 
 def _exit_text(code: int | None) -> str:

@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 
 from tools import REPO_ROOT
+from tools.local.children import stop_child
 
 SERVER_MODULE = "tools.local.moto_server"
 
@@ -77,11 +78,4 @@ class MotoProcess:
         return self._process.pid if self._process is not None else None
 
     def stop(self) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_child(self._process)
