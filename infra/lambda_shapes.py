@@ -312,10 +312,11 @@ class EventSourceMapping:
         self.retry_after_seconds = retry_after_seconds
         self.arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
-    def receive(self) -> list[dict[str, Any]]:
+    def receive(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Up to a batch (`limit`: fewer this time) with the in-flight visibility timeout, as Lambda's records."""
         messages = self.sqs.receive_message(
             QueueUrl=self.queue_url,
-            MaxNumberOfMessages=min(self.batch_size, 10),
+            MaxNumberOfMessages=min(limit or self.batch_size, 10),
             WaitTimeSeconds=self.wait_seconds,
             VisibilityTimeout=self.in_flight_visibility_seconds,
             AttributeNames=["All"],
@@ -341,9 +342,9 @@ class EventSourceMapping:
                 ],
             )
 
-    def poll(self, invoke: Callable[[dict[str, Any]], Any]) -> Batch | None:
+    def poll(self, invoke: Callable[[dict[str, Any]], Any], limit: int | None = None) -> Batch | None:
         """One poll: None when the queue had nothing; `invoke` raises InvocationFailed when the function failed."""
-        records = self.receive()
+        records = self.receive(limit)
         if not records:
             return None
         try:

@@ -219,6 +219,7 @@ class Pipeline:
         self.sqs = harness.client("sqs")
         self.dynamodb = harness.client("dynamodb")
         self.s3 = harness.client("s3")
+        self.event_source = lambda_shapes.EventSourceMapping(self.sqs, aws.queue_url)
         self.replies: list[tuple[int, Any]] = []
 
     # --- klikit and API Gateway --------------------------------------------------------------------------
@@ -293,7 +294,6 @@ class Pipeline:
     def process_once(self, limit: int = 10) -> BatchResult | None:
         """One poll of the event source mapping: a batch to the processor; successes deleted, failures (or the
         whole batch, when the Lambda crashed) visible again as if their visibility timeout had passed."""
-        source = lambda_shapes.EventSourceMapping(self.sqs, self.aws.queue_url, batch_size=limit)
 
         def invoke(event: dict[str, Any]) -> Any:
             try:
@@ -301,7 +301,7 @@ class Pipeline:
             except Crash as exc:
                 raise lambda_shapes.InvocationFailed("the processor's instance died") from exc
 
-        batch = source.poll(invoke)
+        batch = self.event_source.poll(invoke, limit)
         if batch is None:
             return None
         if batch.failed:
