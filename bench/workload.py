@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.harness import REPO
+from bench.harness import REGION, REPO
 from infra import lambda_shapes
 
 SECRET = "whsec_bench_5d1c2b3a4f6e7d8c"
@@ -27,9 +27,6 @@ RECEIVED_AT = "2026-06-25T09:30:00.000Z"
 ORDER_STATUS_UPDATED = "klikit.order.status.updated"
 FIXTURE = REPO / "tests" / "fixtures" / "order_created_v2_batch.json"
 STATUS_FIXTURE = REPO / "tests" / "fixtures" / "order_status_updated.json"
-
-
-REGION = lambda_shapes.REGION
 
 
 def lambda_context(memory_mb: int = 256, function_name: str = "klikit-bench") -> lambda_shapes.LambdaContext:
