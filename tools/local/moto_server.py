@@ -1,6 +1,7 @@
 """The local stack's moto server: `python -m tools.local.moto_server -H HOST -p PORT`, started by moto_process.py.
 
-moto's own server (moto.server.main), with what the local stack needs of it on a 2-core machine:
+moto's backends behind this stack's own HTTP front (moto_front.py: keep-alive, a short lane for the delivery path's
+services), with what the local stack needs of them on a 2-core machine:
 
 - It never outlives the stack: it reads its stdin, a pipe only the stack holds, and exits when the pipe closes.
 - The path klikit waits on goes first. In AWS the receiver's calls never queue behind the processor's; here one
@@ -9,24 +10,27 @@ moto's own server (moto.server.main), with what the local stack needs of it on a
   `BACKGROUND_WAIT_SECONDS`, until no other request is in flight.
 - DynamoDB requests one at a time: DynamoDB applies a conditional write to an item atomically, moto's threaded
   server does not, and the receiver's and processor's instances race on the same items (event ids, orders).
-- No request log, and moto's own overheads cut where they do not change an answer (`speed_up_moto`: quadratic
+- moto's own overheads cut where they do not change an answer (`speed_up_moto`: quadratic
   update-expression checks, per-node class lookups, deep copies, re-parsing, queue-wide counts, per-request
   directory listings): moto's CPU per delivery on the end-to-end mix 101 -> 49 ms (docs/performance.md).
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
 import contextlib
 import copy
 import functools
 import importlib
-import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from tools.local import moto_front
 
 # The SDK app ids (botocore's user_agent_appid, "app/<id>" in the User-Agent) of the processing side's clients.
 PROCESSOR_APP_ID = "klikit-local-processor"
@@ -71,20 +75,17 @@ def is_background(environ: dict[str, Any]) -> bool:
     return any(app in agent for app in BACKGROUND_APPS)
 
 
-def schedule_requests(scheduler: Scheduler) -> None:
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+def scheduled(serve: moto_front.Serve, scheduler: Scheduler) -> moto_front.Serve:
+    """`serve`, with the processor's side's requests after the receiver's and DynamoDB's one at a time."""
 
-    dispatch = DomainDispatcherApplication.__call__
-
-    def serve(self: Any, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        background = is_background(environ)
-        with scheduler.request(background):
+    def serve_in_turn(environ: dict[str, Any]) -> moto_front.Answer:
+        with scheduler.request(is_background(environ)):
             if not environ.get("HTTP_X_AMZ_TARGET", "").startswith(DYNAMODB_TARGET):
-                return dispatch(self, environ, start_response)
+                return serve(environ)
             with scheduler.dynamodb:
-                return dispatch(self, environ, start_response)
+                return serve(environ)
 
-    DomainDispatcherApplication.__call__ = serve  # type: ignore[method-assign]
+    return serve_in_turn
 
 
 def speed_up_moto() -> None:
@@ -315,18 +316,21 @@ def _watch_parent() -> None:
 
 
 def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tools.local.moto_server")
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MOTO_PORT", str(args.port))  # as moto's own server: what moto puts in URLs it builds
     threading.Thread(target=_watch_parent, daemon=True).start()
     # 1 ms GIL switch interval: one CPU-bound request must not hold up the others for 5 ms slices (measured).
     sys.setswitchinterval(0.001)
-    # werkzeug formats one log line per request (to /dev/null here): ~6% of moto's CPU
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    serving: Any = importlib.import_module("werkzeug.serving")
-    serving.WSGIRequestHandler.log_request = lambda self, code="-", size="-": None
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, lambda signum, frame: sys.exit(0))
     speed_up_moto()
-    schedule_requests(Scheduler())
-    from moto.server import main as moto_main
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    moto_main(argv)
+    app = DomainDispatcherApplication(create_backend_app)
+    moto_front.serve_forever(args.host, args.port, scheduled(moto_front.Dispatcher(app), Scheduler()))
 
 
 if __name__ == "__main__":
