@@ -77,7 +77,7 @@ def _client(service: str, endpoint: str) -> Any:
 def _outcome(call: Any, **kwargs: Any) -> Any:
     try:
         result = call(**kwargs)
-    except Exception as exc:  # noqa: BLE001 - the error is the outcome compared
+    except Exception as exc:  # the error is the outcome compared
         response = getattr(exc, "response", {})
         return {
             "error": type(exc).__name__,
@@ -148,7 +148,8 @@ def _scenario(endpoint: str) -> list[Any]:
     results.append(_outcome(secrets.create_secret, Name="webhook", SecretString="s3cr3t")["Name"])
     results.append(_outcome(secrets.get_secret_value, SecretId="webhook")["SecretString"])
     results.append(_outcome(secrets.get_secret_value, SecretId="missing"))
-    results.append(_outcome(s3.create_bucket, Bucket="archive", CreateBucketConfiguration={"LocationConstraint": REGION}))
+    bucket = {"Bucket": "archive", "CreateBucketConfiguration": {"LocationConstraint": REGION}}
+    results.append(_outcome(s3.create_bucket, **bucket))
     body = io.BytesIO(b"x" * 70_000)  # a file-like body: botocore asks "Expect: 100-continue"
     results.append(_outcome(s3.put_object, Bucket="archive", Key="a/b c.json", Body=body, Metadata={"my_key": "v"}))
     results.append(_outcome(s3.head_object, Bucket="archive", Key="a/b c.json")["ContentLength"])
@@ -217,7 +218,7 @@ def test_a_chunked_body_is_stored_whole(front: str) -> None:
 def test_a_malformed_request_gets_400_and_the_connection_is_closed(front: str) -> None:
     with _raw(front) as connection:
         connection.sendall(b"NONSENSE\r\n\r\n")
-        (status, body), = _read_answers(connection, 1)
+        ((status, body),) = _read_answers(connection, 1)
         assert connection.recv(1) == b""
 
     assert status == 400
