@@ -69,9 +69,15 @@ def front() -> Iterator[str]:
         moto.stop()
 
 
-def _client(service: str, endpoint: str) -> Any:
-    session = boto3.Session(region_name=REGION, **{k.lower(): v for k, v in LOCAL_CREDENTIALS.items()})
-    return session.client(service, endpoint_url=endpoint, config=Config(retries={"max_attempts": 1}))  # type: ignore[call-overload]
+def _client(service: str, endpoint: str, connections: int = 10) -> Any:
+    session = boto3.Session(
+        region_name=REGION,
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=LOCAL_CREDENTIALS["AWS_SESSION_TOKEN"],
+    )
+    config = Config(retries={"max_attempts": 1}, max_pool_connections=connections)
+    return session.client(service, endpoint_url=endpoint, config=config)  # type: ignore[call-overload]
 
 
 def _outcome(call: Any, **kwargs: Any) -> Any:
@@ -234,9 +240,7 @@ def test_many_clients_at_once_each_get_an_answer(front: str) -> None:
         BillingMode="PAY_PER_REQUEST",
     )
 
-    session = boto3.Session(region_name=REGION, **{k.lower(): v for k, v in LOCAL_CREDENTIALS.items()})
-    config = Config(retries={"max_attempts": 1}, max_pool_connections=100)  # up to 100 connections at once
-    client = session.client("dynamodb", endpoint_url=front, config=config)
+    client = _client("dynamodb", front, connections=100)  # up to 100 connections at once
 
     def claim(number: int) -> str:
         try:
