@@ -96,6 +96,30 @@ with mock_aws():
     handle = received[0]["ReceiptHandle"]
     for receipt in (handle, handle, "not-a-handle"):
         results.append(outcome(sqs.delete_message, QueueUrl=url, ReceiptHandle=receipt))
+    # a message received twice: its first receipt handle still deletes it; a batch with one handle deleted before
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=received[1]["ReceiptHandle"], VisibilityTimeout=0)
+    again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
+    results.append(sorted((m["Body"], m["Attributes"]["ApproximateReceiveCount"]) for m in again))
+    results.append(outcome(sqs.delete_message, QueueUrl=url, ReceiptHandle=received[1]["ReceiptHandle"]))
+    entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(again)]
+    results.append(outcome(sqs.delete_message_batch, QueueUrl=url, Entries=entries + [{"Id": "x", "ReceiptHandle": "no"}]))
+    results.append(outcome(sqs.receive_message, QueueUrl=url, MaxNumberOfMessages=10))
+    # redrive: received past maxReceiveCount, a message moves to the DLQ; its old handle no longer deletes it here
+    dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"})
+    redriven = sqs.create_queue(QueueName="r", Attributes={"RedrivePolicy": policy})["QueueUrl"]
+    for n in range(3):
+        sqs.send_message(QueueUrl=redriven, MessageBody=f"r{n}")
+    handles = []
+    for _ in range(3):
+        batch = sqs.receive_message(QueueUrl=redriven, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        handles.append([m["ReceiptHandle"] for m in batch.get("Messages", [])])
+        results.append(sorted(m["Body"] for m in batch.get("Messages", [])))
+    results.append(outcome(sqs.delete_message, QueueUrl=redriven, ReceiptHandle=handles[0][0]))
+    results.append(sorted(m["Body"] for m in sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10)["Messages"]))
+    sqs.purge_queue(QueueUrl=url)
+    results.append(outcome(sqs.delete_message, QueueUrl=url, ReceiptHandle=again[0]["ReceiptHandle"]))
     def attributes(queue_url, names):
         return sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
 
