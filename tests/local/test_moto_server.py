@@ -102,7 +102,8 @@ with mock_aws():
     results.append(sorted((m["Body"], m["Attributes"]["ApproximateReceiveCount"]) for m in again))
     results.append(outcome(sqs.delete_message, QueueUrl=url, ReceiptHandle=received[1]["ReceiptHandle"]))
     entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(again)]
-    results.append(outcome(sqs.delete_message_batch, QueueUrl=url, Entries=entries + [{"Id": "x", "ReceiptHandle": "no"}]))
+    entries.append({"Id": "x", "ReceiptHandle": "no"})
+    results.append(outcome(sqs.delete_message_batch, QueueUrl=url, Entries=entries))
     results.append(outcome(sqs.receive_message, QueueUrl=url, MaxNumberOfMessages=10))
     # redrive: received past maxReceiveCount, a message moves to the DLQ; its old handle no longer deletes it here
     dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
