@@ -235,3 +235,70 @@ def test_a_background_request_starts_after_the_bound_however_busy_the_receiver_i
     with scheduler.request(background=False):
         threading.Thread(target=background).start()
         assert started.wait(10)
+
+
+def test_dynamodb_requests_on_different_tables_run_side_by_side_and_on_one_table_one_at_a_time() -> None:
+    locks = moto_server.TableLocks()
+    inside = threading.Event()
+    release = threading.Event()
+
+    def hold(table: str | None) -> None:
+        with locks.hold(table):
+            inside.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold, args=("orders",))
+    holder.start()
+    assert inside.wait(10)
+    other = threading.Event()
+
+    def enter(table: str | None) -> None:
+        with locks.hold(table):
+            other.set()
+
+    threading.Thread(target=enter, args=("idempotency",)).start()
+    assert other.wait(10)  # another table: not held up by the processor's request on "orders"
+    other.clear()
+    same = threading.Thread(target=enter, args=("orders",))
+    same.start()
+    assert not other.wait(0.3)  # the same table: waits
+    release.set()
+    assert other.wait(10)
+    holder.join()
+    same.join()
+
+
+def test_a_dynamodb_request_naming_no_single_table_runs_alone() -> None:
+    locks = moto_server.TableLocks()
+    release = threading.Event()
+    inside = threading.Event()
+
+    def hold() -> None:
+        with locks.hold("orders"):
+            inside.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert inside.wait(10)
+    batch_started = threading.Event()
+
+    def batch() -> None:
+        with locks.hold(None):
+            batch_started.set()
+
+    threading.Thread(target=batch).start()
+    assert not batch_started.wait(0.3)  # a batch (no single TableName) waits for every table to be free
+    release.set()
+    assert batch_started.wait(10)
+    holder.join()
+
+
+def test_the_table_a_request_names_is_read_from_its_body_which_stays_readable() -> None:
+    import io
+
+    environ = {"wsgi.input": io.BytesIO(b'{"TableName": "orders", "Key": {}}')}
+    assert moto_server.table_named(environ) == "orders"
+    assert environ["wsgi.input"].read() == b'{"TableName": "orders", "Key": {}}'
+    assert moto_server.table_named({"wsgi.input": io.BytesIO(b'{"RequestItems": {"a": {}, "b": {}}}')}) is None
+    assert moto_server.table_named({"wsgi.input": io.BytesIO(b"not json")}) is None
