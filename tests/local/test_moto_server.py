@@ -294,11 +294,15 @@ def test_a_dynamodb_request_naming_no_single_table_runs_alone() -> None:
     holder.join()
 
 
-def test_the_table_a_request_names_is_read_from_its_body_which_stays_readable() -> None:
+def test_the_tables_a_request_names_are_read_from_its_body_which_stays_readable() -> None:
     import io
 
+    def named(body: bytes) -> frozenset[str]:
+        return moto_server.tables_named({"wsgi.input": io.BytesIO(body)})
+
     environ = {"wsgi.input": io.BytesIO(b'{"TableName": "orders", "Key": {}}')}
-    assert moto_server.table_named(environ) == "orders"
+    assert moto_server.tables_named(environ) == {"orders"}
     assert environ["wsgi.input"].read() == b'{"TableName": "orders", "Key": {}}'
-    assert moto_server.table_named({"wsgi.input": io.BytesIO(b'{"RequestItems": {"a": {}, "b": {}}}')}) is None
-    assert moto_server.table_named({"wsgi.input": io.BytesIO(b"not json")}) is None
+    assert named(b'{"RequestItems": {"a": {}, "b": {}}}') == {"a", "b"}
+    assert named(b'{"TransactItems": [{"Put": {"TableName": "a"}}, {"Update": {"TableName": "b"}}]}') == {"a", "b"}
+    assert named(b"{}") == named(b"not json") == named(b"[1]") == frozenset()

@@ -41,9 +41,10 @@ def _port_taken(host: str, port: int) -> bool:
 
 
 class MotoProcess:
-    def __init__(self, host: str, port: int = 0) -> None:
+    def __init__(self, host: str, port: int = 0, options: tuple[str, ...] = ()) -> None:
         self.host = host
         self.port = port or _free_port(host)
+        self.options = options  # more of moto_server.py's options: --nice, --tables-at, --table
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -55,7 +56,7 @@ class MotoProcess:
         if _port_taken(self.host, self.port):
             raise OSError(98, "Address already in use")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", SERVER_MODULE, "-H", self.host, "-p", str(self.port)],
+            [sys.executable, "-m", SERVER_MODULE, "-H", self.host, "-p", str(self.port), *self.options],
             cwd=REPO_ROOT,
             stdin=subprocess.PIPE,  # the watchdog pipe
             stdout=subprocess.DEVNULL,

@@ -12,6 +12,10 @@ services), with what the local stack needs of them on a 2-core machine:
   atomically, moto's threaded server does not, and instances race on the same items (event ids, orders). One lock
   per table, not one for all: the receiver's and the processor's tables are different, so an ack never waits for a
   projection update (measured: the receiver's PutItem waited p50 25 / p99 116 ms behind the processor's).
+- The processor's own tables can live in a second moto server (`--tables-at URL --table NAME ...`, started by the
+  stack at a lower CPU priority): this one forwards every request on them there. moto is one Python process, one
+  GIL; at 50 deliveries/s the processor's projection updates alone needed most of a core, and every ack queued for
+  the GIL behind them. In AWS a table is its own service; here it gets its own interpreter.
 - moto's own overheads cut where they do not change an answer (`speed_up_moto`: quadratic
   update-expression checks, per-node class lookups, deep copies, re-parsing, queue-wide counts, per-request
   directory listings): moto's CPU per delivery on the end-to-end mix 101 -> 49 ms (docs/performance.md).
@@ -24,6 +28,7 @@ import collections
 import contextlib
 import copy
 import functools
+import http.client
 import importlib
 import json
 import os
@@ -33,6 +38,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from tools.local import moto_front
 
@@ -44,6 +50,7 @@ BACKGROUND_APPS = (f"app/{PROCESSOR_APP_ID}", f"app/{EVENT_SOURCE_APP_ID}")
 # slowly, and no processor invocation comes near its timeout.
 BACKGROUND_WAIT_SECONDS = 0.2
 DYNAMODB_TARGET = "DynamoDB_"
+HOP_HEADERS = ("connection", "keep-alive", "transfer-encoding", "content-length", "server", "date")
 CACHED_EXPRESSIONS = 1024  # distinct expression texts kept parsed: the functions send a handful of shapes
 
 
@@ -111,16 +118,71 @@ class TableLocks:
                 self._guard.notify_all()
 
 
-def table_named(environ: dict[str, Any]) -> str | None:
-    """The one table a DynamoDB request names (its top-level TableName), or None: several tables, or none."""
+def tables_named(environ: dict[str, Any]) -> frozenset[str]:
+    """The tables a DynamoDB request names: its TableName, a batch's RequestItems, a transaction's items."""
     stream = environ["wsgi.input"]
     body = stream.read()
     stream.seek(0)
     try:
-        table = json.loads(body).get("TableName")
-    except (ValueError, AttributeError):
-        return None
-    return table if isinstance(table, str) else None
+        request = json.loads(body)
+    except ValueError:
+        return frozenset()
+    if not isinstance(request, dict):
+        return frozenset()
+    if isinstance(request.get("TableName"), str):
+        return frozenset({request["TableName"]})
+    if isinstance(request.get("RequestItems"), dict):
+        return frozenset(name for name in request["RequestItems"] if isinstance(name, str))
+    names = set()
+    for item in request.get("TransactItems") or []:
+        for operation in item.values() if isinstance(item, dict) else ():
+            if isinstance(operation, dict) and isinstance(operation.get("TableName"), str):
+                names.add(operation["TableName"])
+    return frozenset(names)
+
+
+class Forwarder:
+    """Sends the DynamoDB requests on some tables to the moto server that holds them, and returns its answers."""
+
+    def __init__(self, endpoint: str, tables: frozenset[str]) -> None:
+        address = urlsplit(endpoint)
+        self.host, self.port = address.hostname or "127.0.0.1", address.port or 80
+        self.tables = tables
+        self._connections = threading.local()  # one keep-alive connection per serving thread
+
+    def __call__(self, environ: dict[str, Any]) -> moto_front.Answer:
+        body = environ["wsgi.input"].read()
+        headers = {
+            key[5:].replace("_", "-").title(): value for key, value in environ.items() if key.startswith("HTTP_")
+        }
+        if environ.get("CONTENT_TYPE"):
+            headers["Content-Type"] = environ["CONTENT_TYPE"]
+        for attempt in (1, 2):
+            connection = getattr(self._connections, "connection", None)
+            if connection is None:
+                connection = self._connections.connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
+            try:
+                connection.request(environ["REQUEST_METHOD"], environ["RAW_URI"], body=body, headers=headers)
+                response = connection.getresponse()
+                answer = response.read()
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                self._connections.connection = None
+                if attempt == 2:
+                    raise
+                continue
+            kept = [(name, value) for name, value in response.getheaders() if name.lower() not in HOP_HEADERS]
+            return f"{response.status} {response.reason}", kept, answer
+        raise AssertionError("unreachable")
+
+
+def _mixed_tables(tables: frozenset[str]) -> moto_front.Answer:
+    message = (
+        "the local stack keeps the processor's tables in a moto server of their own; one request cannot name "
+        f"them together with other tables: {', '.join(sorted(tables))}"
+    )
+    body = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ValidationException", "message": message})
+    return "400 Bad Request", [("Content-Type", "application/x-amz-json-1.0")], body.encode()
 
 
 def is_background(environ: dict[str, Any]) -> bool:
@@ -128,17 +190,25 @@ def is_background(environ: dict[str, Any]) -> bool:
     return any(app in agent for app in BACKGROUND_APPS)
 
 
-def scheduled(serve: moto_front.Serve, scheduler: Scheduler) -> moto_front.Serve:
-    """`serve`, with the processor's side's requests after the receiver's and DynamoDB's one at a time per table."""
+def scheduled(serve: moto_front.Serve, scheduler: Scheduler, forwarder: Forwarder | None = None) -> moto_front.Serve:
+    """`serve`, with the processor's side's requests after the receiver's, DynamoDB's one at a time per table, and
+    the requests on the tables `forwarder` holds sent to it."""
 
     def serve_in_turn(environ: dict[str, Any]) -> moto_front.Answer:
-        with scheduler.request(is_background(environ)):
-            if not environ.get("HTTP_X_AMZ_TARGET", "").startswith(DYNAMODB_TARGET):
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith(DYNAMODB_TARGET):
+            with scheduler.request(is_background(environ)):
                 return serve(environ)
-            with scheduler.dynamodb.hold(table_named(environ)):
-                return serve(environ)
+        tables = tables_named(environ)
+        if forwarder is not None and tables & forwarder.tables:
+            return forwarder(environ) if tables <= forwarder.tables else _mixed_tables(tables)
+        with scheduler.request(is_background(environ)), scheduler.dynamodb.hold(_one(tables)):
+            return serve(environ)
 
     return serve_in_turn
+
+
+def _one(tables: frozenset[str]) -> str | None:
+    return next(iter(tables)) if len(tables) == 1 else None
 
 
 def speed_up_moto() -> None:
@@ -401,7 +471,13 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m tools.local.moto_server")
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, required=True)
+    parser.add_argument("--nice", type=int, default=0, help="lower this server's CPU priority by this much")
+    parser.add_argument("--tables-at", metavar="URL", help="the moto server that holds the --table tables")
+    parser.add_argument("--table", action="append", default=[], help="a DynamoDB table held at --tables-at")
     args = parser.parse_args(argv)
+    if args.nice:
+        os.nice(args.nice)
+    forwarder = Forwarder(args.tables_at, frozenset(args.table)) if args.tables_at else None
     os.environ.setdefault("MOTO_PORT", str(args.port))  # as moto's own server: what moto puts in URLs it builds
     threading.Thread(target=_watch_parent, daemon=True).start()
     # 1 ms GIL switch interval: one CPU-bound request must not hold up the others for 5 ms slices (measured).
@@ -412,7 +488,8 @@ def main(argv: list[str]) -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     app = DomainDispatcherApplication(create_backend_app)
-    moto_front.serve_forever(args.host, args.port, scheduled(moto_front.Dispatcher(app), Scheduler()))
+    serve = scheduled(moto_front.Dispatcher(app), Scheduler(), forwarder)
+    moto_front.serve_forever(args.host, args.port, serve)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,10 @@ def _create_table(dynamodb: Any, name: str, table: spec.TableSpec) -> None:
         )
 
 
+def table_name(prefix: str, table: spec.TableSpec) -> str:
+    return f"{prefix}-{table.logical_id}"
+
+
 def create_resources(
     session: Any,
     secrets: list[str],
@@ -91,7 +95,7 @@ def create_resources(
     s3 = session.client("s3")
     secretsmanager = session.client("secretsmanager")
 
-    names = {table.logical_id: f"{prefix}-{table.logical_id}" for table in spec.TABLES}
+    names = {table.logical_id: table_name(prefix, table) for table in spec.TABLES}
     for table in spec.TABLES:
         _create_table(dynamodb, names[table.logical_id], table)
 

@@ -1,7 +1,7 @@
 """`make local`: the whole pipeline offline, in the foreground, until Ctrl-C or SIGTERM.
 
-moto (a child process on loopback) stands in for AWS with the resources infra/spec.py declares and the receive
-count and TTLs cdk.json sets; the local gateway serves POST /webhooks/klikit and hands each request to one of the
+moto (a child process on loopback, and a second one holding the processor's own tables) stands in for AWS with the
+resources infra/spec.py declares and the receive count and TTLs cdk.json sets; the local gateway serves POST /webhooks/klikit and hands each request to one of the
 receiver's instances (processes, started on demand, up to --receivers); pollers feed the processor's instances
 from the queue, up to its maximum concurrency.
 
@@ -32,7 +32,7 @@ from tools.local import config as local_config
 from tools.local import moto_server
 from tools.local.console import Console
 from tools.local.instances import FunctionConfig, InstancePool
-from tools.local.resources import LOCAL_REGION, LocalResources, create_resources
+from tools.local.resources import LOCAL_REGION, LocalResources, create_resources, table_name
 from tools.local.runtime import FunctionLog
 from tools.local.state import (
     DEFAULT_PORT,
@@ -60,6 +60,8 @@ DEFAULT_RECEIVERS = max(4, 4 * (os.cpu_count() or 1))
 # In AWS the two functions never share a CPU; here they do, so the path klikit waits on gets it first and the queue
 # absorbs the processor's share (measured on the end-to-end benchmark: the processors' batches delayed the acks).
 PROCESSOR_NICE = 10
+RESOURCE_PREFIX = "klikit-local"
+PROCESSOR_TABLES = (spec.ORDERS_TABLE, spec.EFFECTS_TABLE)  # written by the processor (and the reconciler) only
 
 
 class StartError(Exception):
@@ -209,13 +211,20 @@ def run(options: LocalOptions) -> int:
     except OSError as exc:
         raise StartError(f"port {options.port} on {options.host} is taken ({exc.strerror}): pass --port") from None
     console.say("starting moto and creating the stack's resources (infra/spec.py, cdk.json) ...")
-    moto = MotoProcess(options.host, options.moto_port)
+    # The processor's own tables in a moto of their own, at the processor's priority; the stack's moto (the one
+    # endpoint everything uses) forwards the requests on them (moto_server.py: one moto is one GIL).
+    processor_tables = MotoProcess(options.host, options=("--nice", str(PROCESSOR_NICE)))
+    forwarded = [f"--table={table_name(RESOURCE_PREFIX, table)}" for table in PROCESSOR_TABLES]
+    moto = MotoProcess(options.host, options.moto_port, ("--tables-at", processor_tables.endpoint, *forwarded))
     try:
+        processor_tables.start()
         moto.start()
     except OSError as exc:
+        processor_tables.stop()
         gateway.server_close()
         raise StartError(f"moto could not bind port {moto.port} ({exc.strerror}): pass --moto-port") from None
     except RuntimeError as exc:
+        processor_tables.stop()
         gateway.server_close()
         raise StartError(f"{exc}: is moto[server] installed? run make venv") from None
 
@@ -227,7 +236,7 @@ def run(options: LocalOptions) -> int:
         resources = create_resources(
             session,
             secrets,
-            prefix="klikit-local",
+            prefix=RESOURCE_PREFIX,
             max_receive_count=max_receive_count,
             visibility_timeout_seconds=options.visibility_timeout,
         )
@@ -235,6 +244,7 @@ def run(options: LocalOptions) -> int:
     except BaseException:
         klikit_api.stop()
         moto.stop()
+        processor_tables.stop()
         gateway.server_close()
         raise
     keep_previous_logs(directory)  # a fresh moto holds nothing older; the last run's logs stay for comparison
@@ -311,6 +321,7 @@ def run(options: LocalOptions) -> int:
         receiver.close()
         processor.close()
         moto.stop()
+        processor_tables.stop()
         klikit_api.stop()
         for log in logs.values():
             log.close()
