@@ -1,9 +1,9 @@
 """`make local`: the whole pipeline offline, in the foreground, until Ctrl-C or SIGTERM.
 
 moto (a child process on loopback, and a second one holding the processor's own tables) stands in for AWS with the
-resources infra/spec.py declares and the receive count and TTLs cdk.json sets; the local gateway serves POST /webhooks/klikit and hands each request to one of the
-receiver's instances (processes, started on demand, up to --receivers); pollers feed the processor's instances
-from the queue, up to its maximum concurrency.
+resources infra/spec.py declares and the receive count and TTLs cdk.json sets; the local gateway serves
+POST /webhooks/klikit and hands each request to one of the receiver's instances (processes, started on demand, up
+to --receivers); pollers feed the processor's instances from the queue, up to its maximum concurrency.
 
 Stopping (Ctrl-C, SIGTERM) goes in order: stop accepting requests and polling, let the invocations in flight
 finish (bounded by the functions' timeouts), stop the instances, then moto. No child outlives the stack, even one
