@@ -306,3 +306,70 @@ def test_the_tables_a_request_names_are_read_from_its_body_which_stays_readable(
     assert named(b'{"RequestItems": {"a": {}, "b": {}}}') == {"a", "b"}
     assert named(b'{"TransactItems": [{"Put": {"TableName": "a"}}, {"Update": {"TableName": "b"}}]}') == {"a", "b"}
     assert named(b"{}") == named(b"not json") == named(b"[1]") == frozenset()
+
+
+def test_a_request_goes_to_the_moto_that_holds_its_tables() -> None:
+    stack_moto = moto_server.Forwarder("http://127.0.0.1:1", frozenset({"orders", "effects"}))
+    processor_moto = moto_server.Forwarder("http://127.0.0.1:2", frozenset({"orders", "effects"}), listed_here=True)
+
+    assert stack_moto.sends(frozenset({"orders"})) is True
+    assert stack_moto.sends(frozenset({"orders", "effects"})) is True
+    assert stack_moto.sends(frozenset({"idempotency"})) is False
+    assert stack_moto.sends(frozenset()) is False  # ListTables and the like: the stack's moto answers
+    assert stack_moto.sends(frozenset({"orders", "idempotency"})) is None
+    assert processor_moto.sends(frozenset({"orders"})) is False
+    assert processor_moto.sends(frozenset({"a-users-table"})) is True
+    assert processor_moto.sends(frozenset()) is True
+    assert processor_moto.sends(frozenset({"orders", "a-users-table"})) is None
+
+
+def test_every_table_is_reachable_through_either_moto_and_held_by_one() -> None:
+    from tools.local.moto_process import MotoProcess
+
+    processor_tables = MotoProcess("127.0.0.1")
+    stack = MotoProcess("127.0.0.1", options=("--tables-at", processor_tables.endpoint, "--table", "orders"))
+    processor_tables.options = ("--other-tables-at", stack.endpoint, "--table", "orders")
+    processor_tables.start()
+    stack.start()
+    try:
+        via_stack, via_processor = (_dynamodb(moto.endpoint) for moto in (stack, processor_tables))
+        for name in ("orders", "idempotency"):
+            via_stack.create_table(
+                TableName=name,
+                KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        via_processor.put_item(TableName="idempotency", Item={"k": {"S": "event-1"}})
+        via_processor.put_item(TableName="orders", Item={"k": {"S": "7821"}})
+        held_by_processor_moto = _held(processor_tables.endpoint)
+
+        assert via_stack.get_item(TableName="idempotency", Key={"k": {"S": "event-1"}})["Item"]
+        assert via_stack.get_item(TableName="orders", Key={"k": {"S": "7821"}})["Item"]
+        assert via_stack.list_tables()["TableNames"] == ["idempotency"]  # the stack's own: one moto answers it
+        assert held_by_processor_moto == {"orders"}
+        with pytest.raises(via_stack.exceptions.ClientError, match="cannot name them together"):
+            via_stack.batch_get_item(
+                RequestItems={name: {"Keys": [{"k": {"S": "x"}}]} for name in ("orders", "idempotency")}
+            )
+    finally:
+        stack.stop()
+        processor_tables.stop()
+
+
+def _dynamodb(endpoint: str) -> Any:
+    session = boto3.Session(
+        region_name="eu-west-1",
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    return session.client("dynamodb", endpoint_url=endpoint)
+
+
+def _held(endpoint: str) -> set[str]:
+    """The tables a moto server itself holds, from its own state dump (not forwarded)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=10) as answer:
+        data = json.loads(answer.read())
+    return {table["name"] for table in data.get("dynamodb", {}).get("Table", [])}

@@ -12,8 +12,10 @@ services), with what the local stack needs of them on a 2-core machine:
   atomically, moto's threaded server does not, and instances race on the same items (event ids, orders). One lock
   per table, not one for all: the receiver's and the processor's tables are different, so an ack never waits for a
   projection update (measured: the receiver's PutItem waited p50 25 / p99 116 ms behind the processor's).
-- The processor's own tables can live in a second moto server (`--tables-at URL --table NAME ...`, started by the
-  stack at a lower CPU priority): this one forwards every request on them there. moto is one Python process, one
+- The processor's own tables can live in a second moto server, started by the stack at a lower CPU priority: the
+  stack's moto forwards the requests on them there (`--tables-at URL --table NAME ...`), and that one forwards
+  the requests on any other table back (`--other-tables-at URL --table NAME ...`), so the processor can talk to
+  it directly (AWS_ENDPOINT_URL_DYNAMODB) and still reach any table. moto is one Python process, one
   GIL; at 50 deliveries/s the processor's projection updates alone needed most of a core, and every ack queued for
   the GIL behind them. In AWS a table is its own service; here it gets its own interpreter.
 - moto's own overheads cut where they do not change an answer (`speed_up_moto`: quadratic
@@ -142,13 +144,27 @@ def tables_named(environ: dict[str, Any]) -> frozenset[str]:
 
 
 class Forwarder:
-    """Sends the DynamoDB requests on some tables to the moto server that holds them, and returns its answers."""
+    """Sends the DynamoDB requests on the tables another moto server holds to it, and returns its answers.
 
-    def __init__(self, endpoint: str, tables: frozenset[str]) -> None:
+    Either `tables` are held at `endpoint` (the stack's moto: the processor's tables are elsewhere), or, with
+    `listed_here`, every table but `tables` is (the processor's tables' moto: the rest is at the stack's).
+    """
+
+    def __init__(self, endpoint: str, tables: frozenset[str], listed_here: bool = False) -> None:
         address = urlsplit(endpoint)
         self.host, self.port = address.hostname or "127.0.0.1", address.port or 80
         self.tables = tables
+        self.listed_here = listed_here
         self._connections = threading.local()  # one keep-alive connection per serving thread
+
+    def sends(self, tables: frozenset[str]) -> bool | None:
+        """Whether a request naming `tables` goes to the other server; None when it names tables of both."""
+        if not tables:
+            return self.listed_here  # table listings and the like: the stack's moto answers them
+        listed = tables <= self.tables
+        if not listed and tables & self.tables:
+            return None
+        return listed != self.listed_here
 
     def __call__(self, environ: dict[str, Any]) -> moto_front.Answer:
         body = environ["wsgi.input"].read()
@@ -199,8 +215,8 @@ def scheduled(serve: moto_front.Serve, scheduler: Scheduler, forwarder: Forwarde
             with scheduler.request(is_background(environ)):
                 return serve(environ)
         tables = tables_named(environ)
-        if forwarder is not None and tables & forwarder.tables:
-            return forwarder(environ) if tables <= forwarder.tables else _mixed_tables(tables)
+        if forwarder is not None and (sends := forwarder.sends(tables)) is not False:
+            return forwarder(environ) if sends else _mixed_tables(tables)
         with scheduler.request(is_background(environ)), scheduler.dynamodb.hold(_one(tables)):
             return serve(environ)
 
@@ -472,12 +488,17 @@ def main(argv: list[str]) -> None:
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, required=True)
     parser.add_argument("--nice", type=int, default=0, help="lower this server's CPU priority by this much")
-    parser.add_argument("--tables-at", metavar="URL", help="the moto server that holds the --table tables")
-    parser.add_argument("--table", action="append", default=[], help="a DynamoDB table held at --tables-at")
+    elsewhere = parser.add_mutually_exclusive_group()
+    elsewhere.add_argument("--tables-at", metavar="URL", help="the moto server that holds the --table tables")
+    elsewhere.add_argument("--other-tables-at", metavar="URL", help="the moto server that holds all other tables")
+    parser.add_argument("--table", action="append", default=[], help="a DynamoDB table (see the two above)")
     args = parser.parse_args(argv)
     if args.nice:
         os.nice(args.nice)
-    forwarder = Forwarder(args.tables_at, frozenset(args.table)) if args.tables_at else None
+    forwarder = None
+    if args.tables_at or args.other_tables_at:
+        listed_here = bool(args.other_tables_at)
+        forwarder = Forwarder(args.other_tables_at or args.tables_at, frozenset(args.table), listed_here)
     os.environ.setdefault("MOTO_PORT", str(args.port))  # as moto's own server: what moto puts in URLs it builds
     threading.Thread(target=_watch_parent, daemon=True).start()
     # 1 ms GIL switch interval: one CPU-bound request must not hold up the others for 5 ms slices (measured).

@@ -213,9 +213,10 @@ def run(options: LocalOptions) -> int:
     console.say("starting moto and creating the stack's resources (infra/spec.py, cdk.json) ...")
     # The processor's own tables in a moto of their own, at the processor's priority; the stack's moto (the one
     # endpoint everything uses) forwards the requests on them (moto_server.py: one moto is one GIL).
-    processor_tables = MotoProcess(options.host, options=("--nice", str(PROCESSOR_NICE)))
-    forwarded = [f"--table={table_name(RESOURCE_PREFIX, table)}" for table in PROCESSOR_TABLES]
-    moto = MotoProcess(options.host, options.moto_port, ("--tables-at", processor_tables.endpoint, *forwarded))
+    tables = [f"--table={table_name(RESOURCE_PREFIX, table)}" for table in PROCESSOR_TABLES]
+    processor_tables = MotoProcess(options.host)
+    moto = MotoProcess(options.host, options.moto_port, ("--tables-at", processor_tables.endpoint, *tables))
+    processor_tables.options = ("--nice", str(PROCESSOR_NICE), "--other-tables-at", moto.endpoint, *tables)
     try:
         processor_tables.start()
         moto.start()
@@ -249,6 +250,7 @@ def run(options: LocalOptions) -> int:
         raise
     keep_previous_logs(directory)  # a fresh moto holds nothing older; the last run's logs stay for comparison
     env = _functions_env(resources, stack_config)
+    env[PROCESSOR]["AWS_ENDPOINT_URL_DYNAMODB"] = processor_tables.endpoint  # its tables, without the detour
     logs = {
         function: FunctionLog(function, log_file(directory, function), sys.stdout, options.verbose, lock)
         for function in FUNCTIONS
