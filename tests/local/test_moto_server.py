@@ -368,8 +368,12 @@ def _dynamodb(endpoint: str) -> Any:
 
 def _held(endpoint: str) -> set[str]:
     """The tables a moto server itself holds, from its own state dump (not forwarded)."""
-    import urllib.request
+    import http.client
+    from urllib.parse import urlsplit
 
-    with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=10) as answer:
-        data = json.loads(answer.read())
+    address = urlsplit(endpoint)
+    connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port, timeout=10)
+    connection.request("GET", "/moto-api/data.json")
+    data = json.loads(connection.getresponse().read())
+    connection.close()
     return {table["name"] for table in data.get("dynamodb", {}).get("Table", [])}
