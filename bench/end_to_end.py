@@ -54,7 +54,7 @@ RATES = (25.0, 50.0)  # deliveries/s, 60 s each
 HIGHER_RATES = (75.0, 100.0, 125.0, 150.0)  # 30 s each, while they meet the target
 PROBE_STEP = 5.0  # deliveries/s: the resolution of the search between a rate that met the target and one that missed
 PROBES = 3  # at most this many rates in that search
-RECEIVERS = 16  # receiver instances at most: 50/s at 250 ms is 12.5 in flight; more would only add cold starts
+RECEIVERS = 24  # receiver instances at most: 50/s at 250 ms is 12.5 in flight, and a burst needs room above it
 CONNECTIONS = 60  # deliveries in flight at most: 1.2 s of acks at 50/s, and the limit is never the generator's
 # Unmeasured load first: the figures are the steady state, with the instances a steady load keeps warm (each cold
 # start is counted once, in the warm-up, instead of in whichever rate first needs another instance).
