@@ -21,6 +21,7 @@ front's 50% on the same measure, so the first part is written here too (a minima
 
 from __future__ import annotations
 
+import functools
 import http
 import io
 import socket
@@ -207,8 +208,6 @@ class Dispatcher:
 
     def __init__(self, app: Callable[..., Any]) -> None:
         self._app = app
-        self._handlers: dict[str, Callable[..., Any]] = {}
-        self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any]) -> Answer:
         handler = self.short_lane(environ)
@@ -222,10 +221,7 @@ class Dispatcher:
             return None
         if service == "dynamodb" and not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_2012"):
             return None  # DynamoDB Streams and the 2011 API have backends of their own
-        with self._lock:
-            if service not in self._handlers:
-                self._handlers[service] = root_handler(service)
-            return self._handlers[service]
+        return root_handler(service)
 
 
 def signing_service(authorization: str) -> str | None:
@@ -238,6 +234,7 @@ def signing_service(authorization: str) -> str | None:
     return service.lower()
 
 
+@functools.cache  # a service's URL table never changes while moto serves
 def root_handler(service: str) -> Callable[..., Any]:
     """What moto's Flask app for `service` routes "/" to: the backend's url path "/" (or "/$")."""
     import moto.backends as backends

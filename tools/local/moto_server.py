@@ -450,11 +450,11 @@ def _speed_up_sqs() -> None:
         with self._messages_lock:
             if receipt_handle in self.deleted_messages:
                 return  # already deleted: moto answers success again, as SQS does
+            message: Any = received.get(receipt_handle)  # None when never given: not in the list either
             try:
-                self._messages.remove(received[receipt_handle])  # moto's Message compares by identity
-            except (KeyError, ValueError):
+                self._messages.remove(message)  # moto's Message compares by identity
+            except ValueError:
                 raise ReceiptHandleIsInvalid() from None  # never given, or its message moved to a DLQ or purged
-            message = received[receipt_handle]
             self.pending_messages.discard(message)
             self.deleted_messages.update(message.all_receipt_handles)
 
